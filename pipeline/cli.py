@@ -1,0 +1,113 @@
+"""`lpm-curate`: run the curation pipeline and inspect its outputs.
+
+    lpm-curate run --input PATH [PATH ...] --output DIR [--config FILE.yaml] [--address RAY_ADDRESS]
+    lpm-curate stats DIR [--json]
+    lpm-curate models list | verify | pull
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from pipeline.config import ConfigError, load_settings
+
+
+def _cmd_run(args) -> int:
+    from pipeline.runner import run
+    from pipeline.stats import format_funnel
+
+    settings = load_settings(args.config)
+    if args.num_cpus:
+        settings.run.num_cpus = args.num_cpus
+    summary = run(args.input, args.output, settings, address=args.address, use_ray=not args.no_ray)
+    print(f"run {summary['run_id']}: {summary['inputs']} inputs, {summary['processed']} processed, "
+          f"{summary['skipped_already_done']} already done, {summary['rejected_videos']} rejected "
+          f"in {summary['timings_s']['wall']:.1f} s -> {args.output}")
+    print(format_funnel(summary["funnel"]))
+    return 0
+
+
+def _cmd_stats(args) -> int:
+    from pipeline.stats import column_stats, format_columns, format_funnel, funnel
+    from pipeline.store import OutputStore
+
+    store = OutputStore(args.dir)
+    f = funnel(store)
+    tables = args.table or ["videos", "shots", "clips"]
+    cols = {t: column_stats(store, t) for t in tables}
+    if args.json:
+        print(json.dumps({"funnel": f, "columns": cols, "summary": store.read_summary()}, indent=2, default=str))
+        return 0
+    print(format_funnel(f))
+    for t in tables:
+        print()
+        print(format_columns(cols[t], t))
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from models import registry
+
+    model_dir = args.model_dir or str(registry.default_model_dir())
+    if args.action == "list":
+        print(f"model directory: {model_dir}")
+        for spec in registry.REGISTRY.values():
+            for f in spec.files:
+                print(f"  {spec.name:<26} {f.relpath:<52} {spec.task}  [{spec.license}]")
+        return 0
+    if args.action == "verify":
+        results = registry.verify_all(model_dir)
+    else:
+        results = registry.pull(model_dir, names=args.name or None, base_url=args.base_url, force=args.force)
+    bad = 0
+    for r in results:
+        print(f"  {r.status:<9}{r.name:<26}{r.relpath}  {r.detail}")
+        bad += r.status != "ok"
+    print(f"{len(results) - bad} ok, {bad} not ok in {model_dir}")
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lpm-curate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    r = sub.add_parser("run", help="curate videos into shards")
+    r.add_argument("--input", nargs="+", required=True, help="files, folders (recursive) or manifests (.txt/.csv/.parquet)")
+    r.add_argument("--output", required=True, help="output folder (local path or s3:// / gs:// URI)")
+    r.add_argument("--config", help="YAML config (see jobs/configs/)")
+    r.add_argument("--address", help="Ray cluster address (default: an embedded local Ray)")
+    r.add_argument("--num-cpus", type=float, help="CPUs of the embedded local Ray")
+    r.add_argument("--no-ray", action="store_true", help="run in this process without Ray (debugging)")
+    r.set_defaults(fn=_cmd_run)
+
+    s = sub.add_parser("stats", help="funnel and per-column statistics of an output folder")
+    s.add_argument("dir")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--table", action="append", choices=["videos", "shots", "clips", "rejects"])
+    s.set_defaults(fn=_cmd_stats)
+
+    m = sub.add_parser("models", help="list, verify or download model weights")
+    m.add_argument("action", choices=["list", "verify", "pull"])
+    m.add_argument("--model-dir", help="default: $LPM_MODEL_DIR or ../shared/models")
+    m.add_argument("--name", action="append", help="(pull) only these models")
+    m.add_argument("--base-url", help="(pull) mirror serving <base>/<relpath> instead of the upstream URLs")
+    m.add_argument("--force", action="store_true", help="(pull) download even when a verified file is present")
+    m.set_defaults(fn=_cmd_models)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.fn(args)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

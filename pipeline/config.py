@@ -1,0 +1,234 @@
+"""One typed configuration for the whole pipeline.
+
+A run is configured by a single YAML file validated into :class:`Settings`. Unknown keys are an error,
+values carry their unit in their name (``min_clip_s``, ``face_min_px``), and defaults follow the LPM 1.0
+paper where it gives a number (see docs/CONFIG.md for the sources of each default).
+
+Every stage owns one section. Operators receive the whole ``Settings`` object and read their section.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Section(BaseModel):
+    """Base of every config section: unknown keys are rejected, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class RunSettings(Section):
+    """How the job is executed."""
+
+    item_timeout_s: float = Field(900.0, gt=0, description="Budget of one stage on one video; past it the video is rejected with reason 'timeout'.")
+    subprocess_timeout_s: float = Field(300.0, gt=0, description="Hard limit of any single ffmpeg/ffprobe call.")
+    max_video_s: float = Field(4 * 3600.0, gt=0, description="Longer inputs are rejected as 'too_long' (bounds model time per item).")
+    num_cpus: float | None = Field(None, gt=0, description="CPUs for an embedded local Ray (None: all). Ignored with --address.")
+    stage_cpus: float | None = Field(None, gt=0, description="Logical CPUs per stage actor; None: the operator's default, scaled so all stages fit the cluster.")
+    stage_concurrency: int = Field(1, ge=1, description="Actors per stage.")
+    resume: bool = Field(True, description="Skip videos already finished in the output folder with the same config hash.")
+    verbose: bool = False
+
+
+class InputSettings(Section):
+    extensions: list[str] = Field(
+        default_factory=lambda: [".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv"],
+        description="File extensions picked up when an input is a folder.",
+    )
+    content_hash_bytes: int = Field(
+        0, ge=0, description="0: video_id hashes the whole file; N>0: only the first and last N bytes plus the size (faster on huge remote files).",
+    )
+
+
+class ProbeSettings(Section):
+    require_audio: bool = Field(True, description="Reject inputs without a decodable audio stream (speak/listen audio is required for training).")
+    check_audio_decode: bool = Field(True, description="Decode the whole audio stream once at probe time to catch broken audio.")
+    min_width_px: int = Field(64, ge=1)
+    min_height_px: int = Field(64, ge=1)
+    min_duration_s: float = Field(3.0, ge=0, description="Inputs shorter than this cannot yield a clip (paper: clips < 3 s dropped).")
+
+
+class ShotSettings(Section):
+    detectors: list[Literal["content", "adaptive", "fade", "hash", "histogram"]] = Field(
+        default_factory=lambda: ["content", "fade"], description="PySceneDetect detectors whose cuts are merged."
+    )
+    decode_width_px: int = Field(256, ge=32, description="Width of the shared low-resolution decode used by shots and quality.")
+    content_threshold: float = Field(27.0, gt=0, description="ContentDetector threshold (PySceneDetect default).")
+    adaptive_threshold: float = Field(3.0, gt=0, description="AdaptiveDetector threshold (PySceneDetect default).")
+    fade_threshold: float = Field(12.0, ge=0, description="Mean-brightness level under which a frame counts as faded (ThresholdDetector).")
+    min_scene_len_frames: int = Field(15, ge=1, description="Minimum frames between two cuts (PySceneDetect default).")
+    trim_frames: int = Field(2, ge=0, description="Frames dropped at each side of a cut (transition residue).")
+    min_clip_s: float = Field(3.0, ge=0, description="Shots shorter than this are dropped (paper: 3 s).")
+    max_clip_s: float = Field(8.0, gt=0, description="Longer shots are split into windows of at most this length (paper: training clips 3-8 s).")
+    window_overlap_s: float = Field(0.0, ge=0, description="Overlap between consecutive windows of a long shot.")
+
+
+class QualitySettings(Section):
+    """Thresholds of the decision step; scores are always stored, so `lpm-curate refilter` can re-decide."""
+
+    enabled: bool = True
+    sample_fps: float = Field(4.0, gt=0, description="Frames per second scored for per-frame image metrics.")
+    min_sharpness: float = Field(20.0, ge=0, description="Variance of the Laplacian on the decode frames; below is 'blurry'.")
+    min_brightness: float = Field(30.0, ge=0, le=255)
+    max_brightness: float = Field(230.0, ge=0, le=255)
+    max_colour_cast: float = Field(25.0, ge=0, description="Distance of the mean chroma from neutral (Lab a*,b*).")
+    max_flicker: float = Field(6.0, ge=0, description="Std of frame-to-frame mean-brightness change, with the trend removed.")
+    max_static_share: float = Field(0.9, ge=0, le=1, description="Share of near-identical consecutive frames above which a shot is 'frozen'.")
+    max_brisque: float = Field(60.0, ge=0, description="BRISQUE score (lower is better); NaN when the model is missing.")
+    max_border_share: float = Field(0.25, ge=0, le=1, description="Letterbox/pillarbox share of the frame area.")
+    max_pip_score: float = Field(0.5, ge=0, le=1)
+    max_text_score: float = Field(0.5, ge=0, le=1)
+    min_resolution_px: int = Field(240, ge=1, description="Shorter side of the source frame.")
+    min_loudness_dbfs: float = Field(-50.0, description="Mean RMS level; quieter shots are 'silent'.")
+    max_clipping_share: float = Field(0.01, ge=0, le=1)
+    min_speech_share: float = Field(0.0, ge=0, le=1, description="Silero VAD share of speech; 0 keeps non-speech shots (idle clips).")
+    min_people: int = Field(1, ge=0, description="Human presence: fewer people is 'no_person' (paper).")
+    max_people: int = Field(4, ge=1, description="Human presence: more people is 'too_crowded' (paper).")
+
+
+class PeopleSettings(Section):
+    face_detector: Literal["scrfd", "yunet"] = "scrfd"
+    person_detector: Literal["yolox", "ultralytics"] = "yolox"
+    ultralytics_weights: str | None = Field(None, description="Path of a local ultralytics .pt checkpoint (person_detector: ultralytics).")
+    detect_every_frames: int = Field(5, ge=1)
+    face_score_min: float = Field(0.5, ge=0, le=1)
+    person_score_min: float = Field(0.4, ge=0, le=1)
+    face_min_px: int = Field(32, ge=1, description="Faces smaller than this (box height, source pixels) are ignored.")
+    iou_match_min: float = Field(0.3, ge=0, le=1, description="IoU for associating detections to tracks.")
+    max_missed_detections: int = Field(3, ge=0)
+    min_track_s: float = Field(3.0, ge=0)
+    crop_margin: float = Field(0.6, ge=0, description="Margin around the head, in face heights, for the head-and-upper-body crop.")
+    crop_aspect: float = Field(1.0, gt=0, description="Width/height of single-person crops.")
+    clip_size_px: int = Field(512, ge=64, description="Side (height) of encoded single-person clips.")
+    clip_fps: float = Field(25.0, gt=0, description="Frame rate of encoded clips (LR-ASD uses 25 fps).")
+    identity_model: Literal["mobilefacenet", "arcface"] = "mobilefacenet"
+    identity_threshold: float = Field(0.40, ge=-1, le=1, description="Cosine similarity for 'same person' (measured for MobileFaceNet).")
+
+
+class ConversationSettings(Section):
+    asd_checkpoint: Literal["pretrain_AVA", "finetuning_TalkSet"] = "pretrain_AVA"
+    speak_threshold: float = Field(0.0, description="Raw LR-ASD logit above which a frame counts as speaking (reference demo).")
+    vad_threshold: float = Field(0.5, ge=0, le=1)
+    min_segment_s: float = Field(0.4, ge=0, description="Shorter state runs are merged into their neighbours.")
+    smooth_frames: int = Field(5, ge=1)
+    separation: Literal["demucs", "none"] = "demucs"
+    crossfade_ms: float = Field(30.0, ge=0)
+    asr: Literal["faster-whisper", "none"] = "faster-whisper"
+    max_av_offset_s: float = Field(0.2, ge=0, description="Clips whose audio is globally offset by more are rejected.")
+
+
+class ReferenceSettings(Section):
+    max_body_views: int = Field(4, ge=0, le=4)
+    max_expressions: int = Field(8, ge=0, le=8)
+    min_expressions: int = Field(2, ge=0, description="Paper: a clip needs at least 2 distinct expressions.")
+    frontal_min_deg: float = Field(155.0, description="Angle camera/body facing at or above which a view is frontal (paper).")
+    rear_max_deg: float = Field(45.0, description="At or below: rear view (paper).")
+    jpeg_quality: int = Field(90, ge=10, le=100)
+
+
+class CaptionSettings(Section):
+    captioner: Literal["tags", "vlm"] = "tags"
+    vlm_model_dir: str | None = None
+    clip_model: str = Field("ViT-B-32", description="open_clip architecture for image/text embeddings.")
+    clip_weights: str | None = Field(None, description="Local open_clip checkpoint; None: embeddings are skipped and recorded as such.")
+
+
+class ModelSettings(Section):
+    dir: str | None = Field(
+        None, description="Model directory. None: $LPM_MODEL_DIR, else ../shared/models beside the repository."
+    )
+    verify_checksums: bool = Field(True, description="Check sha256 of each weight file once per process before loading.")
+
+    def resolved_dir(self) -> Path:
+        if self.dir:
+            return Path(self.dir).expanduser().resolve()
+        env = os.environ.get("LPM_MODEL_DIR")
+        if env:
+            return Path(env).expanduser().resolve()
+        return (REPO_ROOT.parent / "shared" / "models").resolve()
+
+
+class OutputSettings(Section):
+    clip_media: Literal["bytes", "uri"] = Field("bytes", description="Store encoded clip media in the row, or as files referenced by URI.")
+    row_group_rows: int = Field(64, ge=1, description="Rows per Parquet row group (clips carry media: keep groups streamable).")
+    compression: Literal["zstd", "snappy", "none"] = "zstd"
+
+
+class Settings(Section):
+    run: RunSettings = Field(default_factory=RunSettings)
+    input: InputSettings = Field(default_factory=InputSettings)
+    probe: ProbeSettings = Field(default_factory=ProbeSettings)
+    shots: ShotSettings = Field(default_factory=ShotSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    people: PeopleSettings = Field(default_factory=PeopleSettings)
+    conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    references: ReferenceSettings = Field(default_factory=ReferenceSettings)
+    captions: CaptionSettings = Field(default_factory=CaptionSettings)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    output: OutputSettings = Field(default_factory=OutputSettings)
+    stages: list[str] | None = Field(None, description="Stage names to run, in pipeline order (None: all registered stages).")
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if self.shots.max_clip_s < self.shots.min_clip_s:
+            raise ValueError("shots.max_clip_s must be >= shots.min_clip_s")
+        if self.quality.max_people < self.quality.min_people:
+            raise ValueError("quality.max_people must be >= quality.min_people")
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    def config_hash(self, exclude: tuple[str, ...] = ("run",)) -> str:
+        """Hash of everything that changes results (the `run` section only changes how they are computed)."""
+        data = self.model_dump(mode="json", exclude=set(exclude))
+        data.pop("models", None)  # where weights live does not change results; their sha256 does (provenance)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A configuration file that does not validate; the message names every bad key."""
+
+
+def load_settings(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    data: dict[str, Any] = {}
+    if path:
+        with open(path, encoding="utf-8") as fh:
+            loaded = yaml.safe_load(fh) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+        data = loaded
+    if overrides:
+        data = _deep_merge(data, overrides)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{path or '<defaults>'}: invalid configuration"]
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def settings_from_json(text: str) -> Settings:
+    return Settings.model_validate_json(text)
+
+
+def _deep_merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out

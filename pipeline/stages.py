@@ -1,0 +1,36 @@
+"""The ordered list of stages. Each entry is an Operator class; pipeline/ turns each into a Ray Data
+stage (an actor pool that loads the operator's models once) or runs them in-process for tests.
+
+To add a stage: write an Operator in operators/, then add it here at its place in the order.
+"""
+from __future__ import annotations
+
+from operators.base import Operator
+from operators.clips import ClipPlanOperator
+from operators.probe import ProbeOperator
+from operators.shots import ShotOperator
+
+STAGES: list[type[Operator]] = [
+    ProbeOperator,
+    ShotOperator,
+    ClipPlanOperator,
+]
+
+
+def stage_names() -> list[str]:
+    return [s.name for s in STAGES]
+
+
+def build_operators(settings) -> list[Operator]:
+    wanted = settings.stages
+    known = {s.name: s for s in STAGES}
+    if wanted:
+        unknown = [w for w in wanted if w not in known]
+        if unknown:
+            raise ValueError(f"unknown stages {unknown}; known: {list(known)}")
+        if wanted[0] != STAGES[0].name:
+            raise ValueError(f"the first stage must be {STAGES[0].name!r}")
+    classes = [s for s in STAGES if not wanted or s.name in wanted]
+    for cls in classes:
+        cls.validate_contract()
+    return [cls(settings) for cls in classes]

@@ -1,0 +1,158 @@
+"""The output folder: per-video Parquet parts of each table, written atomically, plus resume markers.
+
+Layout of DIR::
+
+    videos/part-<video_id>.parquet    shots/part-<video_id>.parquet
+    clips/part-<video_id>.parquet     rejects/part-<video_id>.parquet
+    _state/<video_id>.json            marker: the video is finished (written last)
+    summary.json                      run id, config hash, code version, funnel, timings
+
+A video's parts are written to temporary names and renamed into place, then its marker is written.
+A run killed at any moment leaves at most temporary files (ignored, cleaned on the next run) or parts
+without a marker (rewritten under the same names by the rerun): never duplicate rows. All I/O goes
+through pyarrow.fs, so DIR may be a local path or an s3:// / gs:// URI.
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from schemas import TABLES, to_table, validate
+
+TABLE_NAMES = ("videos", "shots", "clips", "rejects")
+RETRYABLE_REASONS = ("timeout", "internal_error", "model_missing")
+
+
+def _fs_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
+    if "://" in uri and not uri.startswith("file://"):
+        return pafs.FileSystem.from_uri(uri)
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+class OutputStore:
+    def __init__(self, root: str, compression: str = "zstd", row_group_rows: int = 64):
+        self.uri = root
+        self.fs, self.root = _fs_and_path(root)
+        self.compression = None if compression == "none" else compression
+        self.row_group_rows = row_group_rows
+
+    # ------------------------------------------------------------------ paths
+    def path(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def ensure_layout(self) -> None:
+        for name in (*TABLE_NAMES, "_state"):
+            self.fs.create_dir(self.path(name), recursive=True)
+        self.clean_temporaries()
+
+    def clean_temporaries(self) -> int:
+        n = 0
+        for name in (*TABLE_NAMES, "_state"):
+            try:
+                infos = self.fs.get_file_info(pafs.FileSelector(self.path(name), allow_not_found=True))
+            except FileNotFoundError:
+                continue
+            for info in infos:
+                if info.base_name.startswith(".tmp-"):
+                    self.fs.delete_file(info.path)
+                    n += 1
+        return n
+
+    # ------------------------------------------------------------------ markers
+    def marker(self, video_id: str) -> dict[str, Any] | None:
+        try:
+            with self.fs.open_input_stream(self.path("_state", f"{video_id}.json")) as fh:
+                return json.loads(fh.read().decode())
+        except (FileNotFoundError, OSError, json.JSONDecodeError):
+            return None
+
+    def is_done(self, video_id: str, config_hash: str) -> bool:
+        """Finished with the same config. Videos that failed for a transient reason are retried once."""
+        m = self.marker(video_id)
+        if not m or m.get("config_hash") != config_hash:
+            return False
+        if m.get("status") == "rejected" and m.get("reason") in RETRYABLE_REASONS and m.get("attempts", 1) < 2:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ writing
+    def _write_atomic(self, table_name: str, video_id: str, table: pa.Table) -> None:
+        final = self.path(table_name, f"part-{video_id}.parquet")
+        tmp = self.path(table_name, f".tmp-{video_id}-{uuid.uuid4().hex[:8]}.parquet")
+        with self.fs.open_output_stream(tmp) as fh:
+            pq.write_table(table, fh, compression=self.compression, row_group_size=self.row_group_rows,
+                           write_statistics=True, use_dictionary=True)
+        self.fs.move(tmp, final)
+
+    def _write_json_atomic(self, path: str, data: dict) -> None:
+        tmp = path.rsplit("/", 1)[0] + f"/.tmp-{uuid.uuid4().hex[:8]}.json"
+        with self.fs.open_output_stream(tmp) as fh:
+            fh.write(json.dumps(data, indent=2, sort_keys=True, default=str).encode())
+        self.fs.move(tmp, path)
+
+    def write_video(self, video_id: str, config_hash: str, rows: dict[str, list[dict]], status: str, reason: str = "",
+                    timings_s: dict[str, float] | None = None) -> dict[str, int]:
+        """Write one video's rows of every table (validated against schemas/), then its marker."""
+        counts = {}
+        prev = self.marker(video_id) or {}
+        for name in TABLE_NAMES:
+            table = validate(name, to_table(name, rows.get(name, [])))
+            counts[name] = table.num_rows
+            final = self.path(name, f"part-{video_id}.parquet")
+            if table.num_rows:
+                self._write_atomic(name, video_id, table)
+            elif self.fs.get_file_info(final).type == pafs.FileType.File:
+                self.fs.delete_file(final)  # a previous attempt wrote rows this one does not have
+        attempts = prev.get("attempts", 0) + 1 if prev.get("config_hash") == config_hash else 1
+        self._write_json_atomic(self.path("_state", f"{video_id}.json"), {
+            "video_id": video_id, "config_hash": config_hash, "status": status, "reason": reason,
+            "counts": counts, "attempts": attempts, "timings_s": timings_s or {},
+        })
+        return counts
+
+    def write_summary(self, summary: dict) -> None:
+        self._write_json_atomic(self.path("summary.json"), summary)
+
+    # ------------------------------------------------------------------ reading
+    def table_files(self, name: str) -> list[str]:
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path(name), allow_not_found=True))
+        except FileNotFoundError:
+            return []
+        return sorted(i.path for i in infos if i.base_name.startswith("part-") and i.base_name.endswith(".parquet"))
+
+    def read_table(self, name: str, columns: list[str] | None = None, finished_only: bool = True) -> pa.Table:
+        """All rows of a table (only from finished videos unless finished_only=False)."""
+        files = self.table_files(name)
+        if finished_only:
+            done = self.finished_ids()
+            files = [f for f in files if f.rsplit("part-", 1)[1][: -len(".parquet")] in done]
+        schema = TABLES[name].schema
+        if columns:
+            schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
+        if not files:
+            return schema.empty_table()
+        ds = pads.dataset(files, schema=TABLES[name].schema, format="parquet", filesystem=self.fs)
+        return ds.to_table(columns=columns)
+
+    def finished_ids(self) -> set[str]:
+        try:
+            infos = self.fs.get_file_info(pafs.FileSelector(self.path("_state"), allow_not_found=True))
+        except FileNotFoundError:
+            return set()
+        return {i.base_name[: -len(".json")] for i in infos if i.base_name.endswith(".json") and not i.base_name.startswith(".tmp-")}
+
+    def read_summary(self) -> dict | None:
+        try:
+            with self.fs.open_input_stream(self.path("summary.json")) as fh:
+                return json.loads(fh.read().decode())
+        except (FileNotFoundError, OSError):
+            return None
