@@ -189,7 +189,11 @@ def run(inputs: list[str], out_uri: str, settings: Settings, address: str | None
         receipts = run_ray(uris, settings, out_uri, address)
     else:
         receipts = run_local(uris, settings, store)
-    stage_time: dict[str, float] = {}
+    from pipeline.postpass import run_post_passes
+
+    t_post = time.time()
+    post = run_post_passes(store, settings)
+    stage_time: dict[str, float] = {"post_passes": time.time() - t_post}
     for r in receipts:
         for k, v in (r.get("timings_s") or {}).items():
             stage_time[k] = stage_time.get(k, 0.0) + float(v)
@@ -203,6 +207,7 @@ def run(inputs: list[str], out_uri: str, settings: Settings, address: str | None
         "skipped_already_done": sum(1 for r in receipts if r["status"] == "skipped"),
         "rejected_videos": sum(1 for r in receipts if r["status"] == "rejected"),
         "funnel": funnel(store),
+        "post_passes": post,
         "timings_s": {"wall": round(time.time() - t0, 3), "driver_cpu": round(time.process_time() - cpu0, 3),
                       "stages_sum": {k: round(v, 3) for k, v in sorted(stage_time.items())}},
         "config": settings.model_dump(mode="json"),

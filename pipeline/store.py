@@ -118,6 +118,22 @@ class OutputStore:
         })
         return counts
 
+    def rewrite_part(self, name: str, video_id: str, table: pa.Table) -> None:
+        """Replace one video's part of a table (post-run passes). An empty table removes the part."""
+        table = validate(name, table)
+        final = self.path(name, f"part-{video_id}.parquet")
+        if table.num_rows:
+            self._write_atomic(name, video_id, table)
+        elif self.fs.get_file_info(final).type == pafs.FileType.File:
+            self.fs.delete_file(final)
+
+    def read_part(self, name: str, video_id: str) -> pa.Table:
+        final = self.path(name, f"part-{video_id}.parquet")
+        if self.fs.get_file_info(final).type != pafs.FileType.File:
+            return TABLES[name].schema.empty_table()
+        with self.fs.open_input_file(final) as fh:
+            return pq.read_table(fh).replace_schema_metadata(TABLES[name].schema.metadata)
+
     def write_summary(self, summary: dict) -> None:
         self._write_json_atomic(self.path("summary.json"), summary)
 
