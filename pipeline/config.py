@@ -120,10 +120,19 @@ class ConversationSettings(Section):
     vad_threshold: float = Field(0.5, ge=0, le=1)
     min_segment_s: float = Field(0.4, ge=0, description="Shorter state runs are merged into their neighbours.")
     smooth_frames: int = Field(5, ge=1)
-    separation: Literal["demucs", "none"] = "demucs"
+    max_av_offset_s: float = Field(0.2, ge=0, description="Clips whose audio is globally offset by more are rejected.")
+
+
+class AudioSettings(Section):
+    """Vocal separation, per-person speak/listen audio and transcripts."""
+
+    separation: Literal["demucs", "none"] = Field("demucs", description="'demucs' uses demucs_model_dir when present, else records 'separation: none'.")
+    demucs_model_dir: str | None = Field(None, description="Local demucs repo dir (a checkpoint saved with demucs' save format); None: no separation.")
+    demucs_model_name: str = "htdemucs"
     crossfade_ms: float = Field(30.0, ge=0)
     asr: Literal["faster-whisper", "none"] = "faster-whisper"
-    max_av_offset_s: float = Field(0.2, ge=0, description="Clips whose audio is globally offset by more are rejected.")
+    whisper_model_dir: str | None = Field(None, description="Local CTranslate2 Whisper model directory; None: no transcripts (recorded).")
+    language: str | None = None
 
 
 class ReferenceSettings(Section):
@@ -171,6 +180,7 @@ class Settings(Section):
     quality: QualitySettings = Field(default_factory=QualitySettings)
     people: PeopleSettings = Field(default_factory=PeopleSettings)
     conversation: ConversationSettings = Field(default_factory=ConversationSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
     references: ReferenceSettings = Field(default_factory=ReferenceSettings)
     captions: CaptionSettings = Field(default_factory=CaptionSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
