@@ -31,6 +31,17 @@ def build_operators(settings) -> list[Operator]:
         if wanted[0] != STAGES[0].name:
             raise ValueError(f"the first stage must be {STAGES[0].name!r}")
     classes = [s for s in STAGES if not wanted or s.name in wanted]
+    check_order(classes)
+    return [cls(settings) for cls in classes]
+
+
+def check_order(classes: list[type[Operator]]) -> None:
+    """Validate the contract before a run: known task parts, and every part a stage reads is written by
+    an earlier stage."""
+    written: set[str] = set()
     for cls in classes:
         cls.validate_contract()
-    return [cls(settings) for cls in classes]
+        missing = [p for p in cls.reads if p not in written]
+        if missing:
+            raise ValueError(f"stage {cls.name!r} reads {missing}, which no earlier stage writes")
+        written.update(cls.writes)

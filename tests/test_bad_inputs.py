@@ -64,3 +64,22 @@ def test_rejected_videos_have_no_clips(bad_run):
     rejected = {v["video_id"] for v in store.read_table("videos").to_pylist() if v["status"] == "rejected"}
     clip_videos = set(store.read_table("clips", ["video_id"]).column("video_id").to_pylist())
     assert rejected and not (rejected & clip_videos)
+
+
+def test_stats_command_reports_the_funnel_of_the_run(bad_run, capsys):
+    import json
+
+    from pipeline.cli import main
+
+    assert main(["stats", str(bad_run["out"]), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    store = bad_run["store"]
+    f = data["funnel"]
+    assert f["input"]["videos"] == store.read_table("videos").num_rows
+    assert f["clips"]["count"] == store.read_table("clips").num_rows
+    assert f["rejects_total"] == store.read_table("rejects").num_rows
+    probe = next(s for s in f["rejected"] if s["stage"] == "probe")
+    assert probe["count"] == sum(1 for r in store.read_table("rejects").to_pylist() if r["stage"] == "probe")
+    assert main(["stats", str(bad_run["out"])]) == 0
+    text = capsys.readouterr().out
+    assert "FUNNEL" in text and "video:empty_file" in text

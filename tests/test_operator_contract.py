@@ -1,0 +1,74 @@
+"""The operator contract: errors become data, deadlines bound an item, order is validated."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from operators.base import Deadline, Operator, VideoTask, run_operator
+from pipeline.stages import STAGES, check_order
+
+
+class _Slow(Operator):
+    name = "slow"
+    writes = ("video",)
+
+    def process(self, task, deadline):
+        while True:  # a runaway loop that still checks its deadline
+            deadline.check("spinning")
+            time.sleep(0.01)
+
+
+class _Buggy(Operator):
+    name = "buggy"
+
+    def process(self, task, deadline):
+        raise ZeroDivisionError("boom")
+
+
+def test_deadline_turns_a_runaway_item_into_a_timeout_reject(settings):
+    t0 = time.monotonic()
+    task = run_operator(_Slow(settings), VideoTask(uri="/x.mp4", video_id="v"), item_timeout_s=0.3)
+    assert time.monotonic() - t0 < 5
+    assert task.status == "rejected" and task.rejects[-1]["reason"] == "timeout"
+    assert task.rejects[-1]["stage"] == "slow"
+
+
+def test_a_bug_is_recorded_not_raised(settings):
+    task = run_operator(_Buggy(settings), VideoTask(uri="/x.mp4", video_id="v"), item_timeout_s=10)
+    assert task.status == "rejected"
+    r = task.rejects[-1]
+    assert r["reason"] == "internal_error" and "ZeroDivisionError" in r["message"]
+    # later operators skip a rejected task
+    assert run_operator(_Slow(settings), task, 0.1) is task and task.rejects[-1] is r
+
+
+def test_deadline_remaining_and_subprocess_timeouts():
+    d = Deadline(100)
+    assert 99 < d.remaining() <= 100
+    assert d.timeout_for(30) == 30
+    assert Deadline(None).timeout_for(30) == 30
+
+
+def test_stage_order_is_validated():
+    check_order(STAGES)
+
+    class _NeedsClips(Operator):
+        name = "needs"
+        reads = ("clips",)
+
+    with pytest.raises(ValueError, match="no earlier stage"):
+        check_order([STAGES[0], _NeedsClips])
+
+    class _Typo(Operator):
+        name = "typo"
+        reads = ("clipz",)
+
+    with pytest.raises(TypeError):
+        check_order([_Typo])
+
+
+def test_every_registered_stage_declares_resources():
+    for cls in STAGES:
+        assert cls.resources.num_cpus > 0, cls
+        assert cls.name and cls.name != "operator", cls
