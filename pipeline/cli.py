@@ -2,6 +2,8 @@
 
     lpm-curate run --input PATH [PATH ...] --output DIR [--config FILE.yaml] [--address RAY_ADDRESS]
     lpm-curate stats DIR [--json]
+    lpm-curate report DIR [--out report/] [--config FILE.yaml]
+    lpm-curate query DIR "SQL" [--csv FILE | --parquet FILE]
     lpm-curate models list | verify | pull
 """
 from __future__ import annotations
@@ -47,6 +49,25 @@ def _cmd_stats(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from pipeline.report import build_report
+
+    settings = load_settings(args.config)
+    if args.max_items:
+        settings.report.gallery_items_per_group = args.max_items
+    rep = build_report(args.dir, args.out, settings, log=print if args.verbose else None)
+    print(f"report -> {rep.html_path} ({len(rep.numbers)} numbers; data in {rep.json_path})")
+    for note in rep.notes:
+        print(f"  note: {note}")
+    return 0
+
+
+def _cmd_query(args) -> int:
+    from pipeline.query import run_cli
+
+    return run_cli(args.dir, args.sql, csv=args.csv, parquet=args.parquet, max_rows=args.max_rows)
+
+
 def _cmd_models(args) -> int:
     from models import registry
 
@@ -88,6 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--table", action="append", choices=["videos", "shots", "clips", "rejects"])
     s.set_defaults(fn=_cmd_stats)
+
+    rp = sub.add_parser("report", help="self-contained HTML audit report of an output folder")
+    rp.add_argument("dir")
+    rp.add_argument("--out", default="report", help="folder for index.html and report.json (default: report/)")
+    rp.add_argument("--config", help="YAML config (section 'report': gallery sampling)")
+    rp.add_argument("--max-items", type=int, help="gallery items per group (overrides report.gallery_items_per_group)")
+    rp.set_defaults(fn=_cmd_report)
+
+    q = sub.add_parser("query", help="SQL over the output tables (videos, shots, clips, rejects) with DuckDB")
+    q.add_argument("dir")
+    q.add_argument("sql", help="SQL text, or the name of an example of docs/ANALYST.md (e.g. rejects_by_reason)")
+    q.add_argument("--csv", help="write the result to this CSV file")
+    q.add_argument("--parquet", help="write the result to this Parquet file")
+    q.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
+    q.set_defaults(fn=_cmd_query)
 
     m = sub.add_parser("models", help="list, verify or download model weights")
     m.add_argument("action", choices=["list", "verify", "pull"])

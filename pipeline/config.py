@@ -58,10 +58,17 @@ class ProbeSettings(Section):
 
 
 class ShotSettings(Section):
-    detectors: list[Literal["content", "adaptive", "fade", "hash", "histogram"]] = Field(
-        default_factory=lambda: ["content", "fade"], description="PySceneDetect detectors whose cuts are merged."
+    """Shot detection on the shared low-resolution decode; see docs/SHOTS.md."""
+
+    detectors: list[Literal["content", "adaptive", "fade", "dissolve", "hash", "histogram"]] = Field(
+        default_factory=lambda: ["content", "fade", "dissolve"],
+        description="Cut detectors whose cuts are merged: PySceneDetect content/adaptive/hash/histogram, 'fade' (ThresholdDetector: fades to black), 'dissolve' (cross-dissolves and fades by linearity).",
     )
     decode_width_px: int = Field(256, ge=32, description="Width of the shared low-resolution decode used by shots and quality.")
+    fast_decode: bool = Field(True, description="Skip the H.264/HEVC loop filter in the analysis decode (faster; invisible at the reduced size).")
+    dissolve_half_window_s: float = Field(0.3, gt=0, description="Dissolve detector: compares each frame with the frames this far before and after.")
+    dissolve_min_change: float = Field(14.0, gt=0, description="Dissolve detector: minimum mean gray change (0-255) between those two frames.")
+    dissolve_max_ratio: float = Field(0.22, gt=0, le=0.5, description="Dissolve detector: maximum deviation of the middle frame from their mean, relative to the change (0: perfect blend; hard cuts give 0.5).")
     content_threshold: float = Field(27.0, gt=0, description="ContentDetector threshold (PySceneDetect default).")
     adaptive_threshold: float = Field(3.0, gt=0, description="AdaptiveDetector threshold (PySceneDetect default).")
     fade_threshold: float = Field(12.0, ge=0, description="Mean-brightness level under which a frame counts as faded (ThresholdDetector).")
@@ -77,12 +84,15 @@ class QualitySettings(Section):
 
     enabled: bool = True
     sample_fps: float = Field(4.0, gt=0, description="Frames per second scored for per-frame image metrics.")
+    brisque_fps: float = Field(1.0, gt=0, description="Frames per second scored with BRISQUE (about 5 ms each).")
     min_sharpness: float = Field(20.0, ge=0, description="Variance of the Laplacian on the decode frames; below is 'blurry'.")
     min_brightness: float = Field(30.0, ge=0, le=255)
     max_brightness: float = Field(230.0, ge=0, le=255)
     max_colour_cast: float = Field(25.0, ge=0, description="Distance of the mean chroma from neutral (Lab a*,b*).")
     max_flicker: float = Field(6.0, ge=0, description="Std of frame-to-frame mean-brightness change, with the trend removed.")
     max_static_share: float = Field(0.9, ge=0, le=1, description="Share of near-identical consecutive frames above which a shot is 'frozen'.")
+    max_frozen_s: float = Field(1.0, gt=0, description="Longest run of identical consecutive frames above which a shot is 'frozen'.")
+    max_motion: float | None = Field(None, gt=0, description="Median optical-flow motion (frame widths per second) above which a shot is 'too_much_motion'; None: no check.")
     max_brisque: float = Field(60.0, ge=0, description="BRISQUE score (lower is better); NaN when the model is missing.")
     max_border_share: float = Field(0.25, ge=0, le=1, description="Letterbox/pillarbox share of the frame area.")
     max_pip_score: float = Field(0.5, ge=0, le=1)
@@ -96,22 +106,35 @@ class QualitySettings(Section):
 
 
 class PeopleSettings(Section):
-    face_detector: Literal["scrfd", "yunet"] = "scrfd"
-    person_detector: Literal["yolox", "ultralytics"] = "yolox"
+    """Detection, tracking, cropping and identities (people stage); see docs/PEOPLE.md."""
+
+    face_detector: Literal["scrfd", "yunet", "yunet-dynamic"] = Field("scrfd", description="'scrfd': SCRFD-500M via insightface (falls back to YuNet when its file is missing); 'yunet': YuNet 320 in cv2.FaceDetectorYN; 'yunet-dynamic': dynamic YuNet in onnxruntime.")
+    person_detector: Literal["yolox", "ultralytics"] = Field("yolox", description="'yolox': YOLOX-Nano ONNX; 'ultralytics': a local ultralytics checkpoint (ultralytics_weights).")
     ultralytics_weights: str | None = Field(None, description="Path of a local ultralytics .pt checkpoint (person_detector: ultralytics).")
-    detect_every_frames: int = Field(5, ge=1)
+    arcface_weights: str | None = Field(None, description="Path of a local insightface ArcFace recogniser .onnx (identity_model: arcface).")
+    detect_max_side_px: int = Field(640, ge=64, description="Frames are decoded for detection with their longer side scaled to this (never upscaled).")
+    detect_every_frames: int = Field(5, ge=1, description="Detect every k-th frame of the clip_fps grid; boxes in between are interpolated.")
     face_score_min: float = Field(0.5, ge=0, le=1)
     person_score_min: float = Field(0.4, ge=0, le=1)
-    face_min_px: int = Field(32, ge=1, description="Faces smaller than this (box height, source pixels) are ignored.")
-    iou_match_min: float = Field(0.3, ge=0, le=1, description="IoU for associating detections to tracks.")
-    max_missed_detections: int = Field(3, ge=0)
-    min_track_s: float = Field(3.0, ge=0)
-    crop_margin: float = Field(0.6, ge=0, description="Margin around the head, in face heights, for the head-and-upper-body crop.")
+    face_min_px: int = Field(32, ge=1, description="Tracks whose median face box height (source pixels) is below this get no clip ('face_too_small').")
+    person_min_height_frac: float = Field(0.15, ge=0, le=1, description="Body boxes shorter than this share of the frame height are ignored (distant background people).")
+    iou_match_min: float = Field(0.3, ge=0, le=1, description="IoU (faces when both have one, else bodies) for associating detections to tracks.")
+    max_missed_detections: int = Field(3, ge=0, description="A track ends after this many detection frames without a match.")
+    count_min_s: float = Field(1.0, ge=0, description="A track counts towards n_people when present this long (or for the whole shot when it is shorter).")
+    min_track_s: float = Field(3.0, ge=0, description="Shorter person tracks get a track-level reject 'track_too_short'.")
+    min_face_share: float = Field(0.5, ge=0, le=1, description="A track needs a detected face in at least this share of its detection frames to be cropped ('no_face').")
+    smooth_window_s: float = Field(0.6, ge=0, description="Centred moving-average window of box smoothing.")
+    crowd_policy: Literal["reject", "keep_large"] = Field("reject", description="Shots with more than quality.max_people people: 'reject' drops them ('too_crowded'); 'keep_large' keeps only tracks with large, stable faces (crowd_face_min_px, min_track_s) if at most max_people remain.")
+    crowd_face_min_px: int = Field(96, ge=1, description="Median face height (source pixels) a track needs under crowd_policy 'keep_large'.")
+    crop_margin: float = Field(0.6, ge=0, description="Margin around the head motion range, in face heights, above and at the sides of the crop.")
+    crop_body_faces: float = Field(1.0, ge=0, description="Extra face heights below the head (upper body) in the crop.")
     crop_aspect: float = Field(1.0, gt=0, description="Width/height of single-person crops.")
-    clip_size_px: int = Field(512, ge=64, description="Side (height) of encoded single-person clips.")
+    clip_size_px: int = Field(512, ge=64, description="Height of encoded single-person clips (width = height * crop_aspect, even).")
     clip_fps: float = Field(25.0, gt=0, description="Frame rate of encoded clips (LR-ASD uses 25 fps).")
     identity_model: Literal["mobilefacenet", "arcface"] = "mobilefacenet"
     identity_threshold: float = Field(0.40, ge=-1, le=1, description="Cosine similarity for 'same person' (measured for MobileFaceNet).")
+    identity_faces_per_track: int = Field(8, ge=1, description="Best faces (score x size) averaged into a track's embedding.")
+    embed_every_detections: int = Field(3, ge=1, description="Faces are embedded on every n-th detection frame (identity needs a few faces per track, not all).")
 
 
 class ConversationSettings(Section):
@@ -136,19 +159,47 @@ class AudioSettings(Section):
 
 
 class ReferenceSettings(Section):
+    """Face analysis (faces stage) and identity references (references stage); see docs/REFERENCES.md."""
+
+    face_sample_fps: float = Field(12.5, gt=0, description="Clip frames per second analysed by the MediaPipe face landmarker (head_pose has one entry per analysed frame).")
+    pose_sample_fps: float = Field(2.0, gt=0, description="Clip frames per second analysed by BlazePose (body motion, body orientation).")
     max_body_views: int = Field(4, ge=0, le=4)
     max_expressions: int = Field(8, ge=0, le=8)
     min_expressions: int = Field(2, ge=0, description="Paper: a clip needs at least 2 distinct expressions.")
+    global_refs: int = Field(2, ge=0, description="Global appearance references per clip (paper: 1+).")
     frontal_min_deg: float = Field(155.0, description="Angle camera/body facing at or above which a view is frontal (paper).")
     rear_max_deg: float = Field(45.0, description="At or below: rear view (paper).")
+    exclusion_margin_s: float = Field(1.0, ge=0, description="Reference frames must lie at least this far outside the target clip's time range.")
+    candidate_fps: float = Field(2.0, gt=0, description="Candidate reference frames per second of footage of the same identity.")
+    max_candidates_per_identity: int = Field(96, ge=1, description="Cap on candidate frames per identity (spread evenly over its clips).")
+    expression_min_distance: float = Field(0.35, ge=0, description="Minimum L2 distance between the 52-d blendshape vectors of two expression references.")
+    expression_max_yaw_deg: float = Field(30.0, ge=0, description="Expression references must be this close to frontal (|yaw| and |pitch|).")
+    expression_min_source_px: int = Field(480, ge=1, description="Shorter side of the source video below which no expression references are taken (paper: 1080; lower here because the test media is < 1080p).")
+    expression_crop_margin: float = Field(0.35, ge=0, description="Margin around the head box, in head sizes, of expression reference crops.")
+    body_crop_margin: float = Field(1.2, ge=0, description="Margin around the head box, in head heights, of global/body reference crops (extends mostly downward).")
+    require_references: bool = Field(False, description="Drop clips that end with no global reference or fewer than min_expressions expression references (reason 'no_references'); False keeps them and says so in tags.")
     jpeg_quality: int = Field(90, ge=10, le=100)
 
 
 class CaptionSettings(Section):
-    captioner: Literal["tags", "vlm"] = "tags"
-    vlm_model_dir: str | None = None
-    clip_model: str = Field("ViT-B-32", description="open_clip architecture for image/text embeddings.")
-    clip_weights: str | None = Field(None, description="Local open_clip checkpoint; None: embeddings are skipped and recorded as such.")
+    """Captions (captions stage), embeddings and near-duplicates (embeddings stage, dedupe pass); see docs/CAPTIONS.md."""
+
+    captioner: Literal["tags", "vlm"] = Field("tags", description="'tags': caption composed from the structured tags; 'vlm': a transformers vision-language model from vlm_model_dir.")
+    vlm_model_dir: str | None = Field(None, description="Local transformers model directory (AutoModelForImageTextToText + AutoProcessor).")
+    vlm_prompt: str = Field("Describe the person in one sentence: appearance, expression, head and body motion.", description="Prompt of chat VLMs (tags are appended as context).")
+    vlm_max_new_tokens: int = Field(48, ge=1)
+    segment_captions: bool = Field(True, description="Also caption each sentence-bounded segment (sentences from the audio stage).")
+    motion_low_max: float = Field(0.25, ge=0, description="motion_intensity at or below: 'low' motion.")
+    motion_high_min: float = Field(0.6, ge=0, description="motion_intensity at or above: 'high' motion.")
+    clip_model: str = Field("ViT-B-32", description="open_clip architecture for image/text embeddings, or the path of a model-config JSON.")
+    clip_weights: str | None = Field(None, description="Local open_clip checkpoint file or open_clip hub-layout directory; None: embeddings are skipped and recorded as such.")
+    phash_fps: float = Field(4.0, gt=0, description="Keyframes per second of clip hashed with pHash (always computed).")
+    dedupe: bool = Field(True, description="Post-run pass rejecting near-duplicate clips across the run (reason 'duplicate').")
+    dedupe_max_hamming: float = Field(6.0, ge=0, le=64, description="Median pHash Hamming distance (of 64 bits) of aligned keyframes at or below which two clips are duplicate candidates.")
+    dedupe_max_mad: float = Field(3.0, ge=0, description="Median mean-absolute difference (gray levels) of aligned 16x16 keyframe thumbnails at or below which candidates are duplicates.")
+    dedupe_min_motion_corr: float = Field(0.7, ge=-1, le=1, description="Correlation of the keyframe-to-keyframe changes required when the clips move (tells two copies of one moment from two moments of one static scene).")
+    dedupe_static_max_mad: float = Field(1.0, ge=0, description="For clips with almost no motion the thumbnails must agree to this median MAD instead.")
+    dedupe_min_overlap: float = Field(0.8, gt=0, le=1, description="Share of the shorter clip's keyframes that must align for a duplicate.")
 
 
 class ModelSettings(Section):
@@ -172,6 +223,21 @@ class OutputSettings(Section):
     compression: Literal["zstd", "snappy", "none"] = "zstd"
 
 
+class ReportSettings(Section):
+    """`lpm-curate report`: sampling of galleries and limits (never changes results; not in config_hash)."""
+
+    gallery_items_per_group: int = Field(8, ge=1, description="Sampled items per gallery group (clip state, reject reason, identity).")
+    gallery_frames: int = Field(4, ge=1, le=12, description="Frames per contact-sheet row, spread over the item's time span.")
+    thumb_height_px: int = Field(96, ge=16, le=512, description="Height of each gallery frame.")
+    max_identities: int = Field(12, ge=0, description="Identities shown in the reference-bank gallery (those with most clips).")
+    refs_per_identity: int = Field(8, ge=1, description="Reference images shown per identity.")
+    max_map_keys: int = Field(16, ge=1, description="Keys of a map column (quality, expression_stats, ...) plotted at most.")
+    thumb_timeout_s: float = Field(60.0, gt=0, description="Hard limit of one ffmpeg thumbnail decode (also capped by run.subprocess_timeout_s).")
+    workers: int = Field(2, ge=1, description="Parallel thumbnail decodes.")
+    max_marker_reads: int = Field(5000, ge=0, description="Per-video state markers read for per-stage timings (a sample beyond this).")
+    seed: int = Field(0, description="Seed of the gallery sampling (same run, same seed: same report).")
+
+
 class Settings(Section):
     run: RunSettings = Field(default_factory=RunSettings)
     input: InputSettings = Field(default_factory=InputSettings)
@@ -185,6 +251,7 @@ class Settings(Section):
     captions: CaptionSettings = Field(default_factory=CaptionSettings)
     models: ModelSettings = Field(default_factory=ModelSettings)
     output: OutputSettings = Field(default_factory=OutputSettings)
+    report: ReportSettings = Field(default_factory=ReportSettings)
     stages: list[str] | None = Field(None, description="Stage names to run, in pipeline order (None: all registered stages).")
 
     @model_validator(mode="after")
@@ -203,6 +270,7 @@ class Settings(Section):
         """Hash of everything that changes results (the `run` section only changes how they are computed)."""
         data = self.model_dump(mode="json", exclude=set(exclude))
         data.pop("models", None)  # where weights live does not change results; their sha256 does (provenance)
+        data.pop("report", None)  # report sampling only changes what a report shows
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 

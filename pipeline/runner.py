@@ -19,6 +19,7 @@ from pipeline.config import Settings, settings_from_json
 from pipeline.inputs import expand_inputs
 from pipeline.stages import build_operators
 from pipeline.store import OutputStore
+import pipeline.identity_index  # noqa: F401,E402  (registers the global identity index post-run pass)
 
 log = logging.getLogger("lpm.pipeline")
 

@@ -7,13 +7,27 @@ from __future__ import annotations
 
 from operators.base import Operator
 from operators.clips import ClipPlanOperator
+from operators.people import PeopleOperator
 from operators.probe import ProbeOperator
 from operators.shots import ShotOperator
+# faces / references / captions / embeddings (issue 6): always the LAST four stages, in this order
+from operators.captions import CaptionOperator
+from operators.embeddings import EmbeddingOperator
+from operators.faces import FaceAnalysisOperator
+from operators.references import ReferenceOperator
+import pipeline.dedupe  # noqa: F401,E402  (registers the near-duplicate post-run pass)
 
 STAGES: list[type[Operator]] = [
     ProbeOperator,
     ShotOperator,
     ClipPlanOperator,
+    PeopleOperator,
+    # --- insert people / separation / conversation / audio ABOVE this line ---
+    # issue 6 (keep last, in this order): face analysis -> references -> captions -> embeddings
+    FaceAnalysisOperator,
+    ReferenceOperator,
+    CaptionOperator,
+    EmbeddingOperator,
 ]
 
 

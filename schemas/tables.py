@@ -118,6 +118,8 @@ CLIPS = [
     col("image_embedding", pa.list_(pa.float32()), "open_clip image embedding of the first frame."),
     col("text_embedding", pa.list_(pa.float32()), "open_clip text embedding of the caption."),
     col("phash", pa.list_(pa.string()), "Perceptual hashes of keyframes (hex)."),
+    col("keyframe_thumbs", pa.binary(), "16x16 gray thumbnails (uint8, concatenated) of the phash keyframes: near-duplicate verification."),
+    col("face_times_s", pa.list_(pa.float32()), "Clip-relative time of each face-analysed frame (head_pose entries)."),
     col("first_frame_jpeg", pa.binary(), "First frame of the clip media (JPEG)."),
     col(
         "references",
@@ -136,6 +138,7 @@ CLIPS = [
         ),
         "Identity references: kind global|body|expression, label (view or expression), JPEG, source.",
     ),
+    col("reference_meta", pa.list_(pa.map_(pa.string(), pa.string())), "Per reference (same order): source clip/shot; body views: angle_deg, yaw_deg, orientation_source; expressions: label_score, min_blendshape_distance, yaw/pitch."),
     col("provenance", pa.map_(pa.string(), pa.string()), "Per column group: JSON of stage, model, weights sha256, params hash, code version."),
 ]
 
