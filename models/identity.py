@@ -21,9 +21,13 @@ from models.registry import MissingModelError, ResolvedModel, resolve_for, user_
 
 def align_face(frame_bgr: np.ndarray, kps: np.ndarray, size: int = 112) -> np.ndarray:
     """The face warped to the ArcFace 5-point template: size x size BGR uint8."""
+    import warnings
+
     from insightface.utils import face_align
 
-    return face_align.norm_crop(frame_bgr, landmark=np.asarray(kps, np.float32).reshape(5, 2), image_size=size)
+    with warnings.catch_warnings():  # scikit-image's SimilarityTransform.estimate deprecation, inside insightface
+        warnings.simplefilter("ignore", FutureWarning)
+        return face_align.norm_crop(frame_bgr, landmark=np.asarray(kps, np.float32).reshape(5, 2), image_size=size)
 
 
 def l2n(x: np.ndarray) -> np.ndarray:

@@ -163,7 +163,7 @@ class LowResVideo:
         rot = display_rotation(st, frame)
         sar = 1.0
         try:
-            sar_f = frame.sample_aspect_ratio or st.sample_aspect_ratio
+            sar_f = st.sample_aspect_ratio or st.codec_context.sample_aspect_ratio
             if sar_f:
                 sar = float(sar_f)
         except Exception:

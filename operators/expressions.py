@@ -47,9 +47,10 @@ def label_scores(bs: np.ndarray) -> np.ndarray:
     s[:, 1] = smile * (1.0 - np.clip(jaw * 1.5, 0, 1) * 0.5)
     s[:, 2] = np.sqrt(np.clip(smile, 0, 1) * np.clip(jaw * 1.5, 0, 1))
     s[:, 3] = (brow_up + eye_wide + np.clip(jaw, 0, 1)) / 3.0 * 1.5
-    s[:, 4] = frown * 0.7 + bs[:, IDX["browInnerUp"]] * 0.3 * (frown > 0.1)
-    s[:, 5] = brow_down * 0.7 + press * 0.3
-    s[:, 6] = sneer * 0.6 + upper_up * 0.4
+    no_smile = 1.0 - np.clip(smile * 2, 0, 1)  # negative expressions are not read into a smiling face
+    s[:, 4] = (frown * 0.7 + bs[:, IDX["browInnerUp"]] * 0.3 * (frown > 0.1)) * no_smile
+    s[:, 5] = (np.clip((brow_down - 0.25) * 1.6, 0, 1) * 0.8 + press * 0.2) * no_smile  # brows lowered while talking is common
+    s[:, 6] = (sneer * 0.6 + upper_up * 0.4) * no_smile
     s[:, 7] = np.clip(jaw * 1.2, 0, 1) * (1.0 - np.clip(smile * 2, 0, 1))
     s = np.clip(s, 0.0, 1.0)
     s[:, 0] = 1.0 - s[:, 1:].max(axis=1)

@@ -20,7 +20,6 @@ Per-frame arrays the references and captions stages need stay in ``task.scratch[
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 

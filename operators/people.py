@@ -126,15 +126,19 @@ def head_range(boxes: np.ndarray) -> np.ndarray:
 
 
 def stable_crop(boxes: np.ndarray, frame_w: int, frame_h: int, margin: float, body: float, aspect: float,
-                others: list[np.ndarray] | None = None) -> list[float]:
+                others: list[np.ndarray] | None = None, body_bottom: float | None = None) -> list[float]:
     """One crop [x0, y0, x1, y1] for a window: the head's motion range, ``margin`` face heights above and
-    at the sides, ``margin + body`` below, widened or lengthened (downward) to ``aspect``, shrunk to fit
-    the frame and to stay clear of other people's head ranges (``others``), shifted inside the frame."""
+    at the sides, ``margin + body`` below (but not below the bottom of the person's linked body box,
+    ``body_bottom``, when the body visibly ends sooner: a close-up gets no empty space under the
+    shoulders), widened or lengthened to ``aspect``, shrunk to fit the frame and to stay clear of other
+    people's head ranges (``others``), shifted inside the frame."""
     rng = head_range(boxes)
     fh = float(np.median(boxes[:, 3] - boxes[:, 1]))
     cx = (rng[0] + rng[2]) / 2
     left, right = rng[0] - margin * fh, rng[2] + margin * fh
     top, bottom = rng[1] - margin * fh, rng[3] + (margin + body) * fh
+    if body_bottom is not None and np.isfinite(body_bottom):
+        bottom = min(bottom, max(rng[3] + margin * fh, float(body_bottom)))
     # neighbours: the crop may not reach into another person's head range
     lo_x, hi_x = 0.0, float(frame_w)
     for o in others or []:
@@ -412,7 +416,11 @@ class PeopleOperator(Operator):
             inside = (ot >= s - 1e-6) & (ot <= e + 1e-6)
             if inside.any():
                 other_ranges.append(head_range(o.face_boxes[inside]))
-        crop = stable_crop(boxes_est, src_w, src_h, cfg.crop_margin, cfg.crop_body_faces, cfg.crop_aspect, other_ranges)
+        inside = (det_t >= s - 1e-6) & (det_t <= e + 1e-6)
+        bb = t.body_boxes[inside] if inside.any() else t.body_boxes
+        body_bottom = float(np.nanmedian(bb[:, 3])) if np.isfinite(bb[:, 3]).any() else None
+        crop = stable_crop(boxes_est, src_w, src_h, cfg.crop_margin, cfg.crop_body_faces, cfg.crop_aspect, other_ranges,
+                           body_bottom)
         try:
             data = encode_crop(path, s + self._seek_offset, dur, crop, out_w, out_h, cfg.clip_fps,
                                deadline.timeout_for(self.settings.run.subprocess_timeout_s), with_audio=True, rotation_deg=rot)

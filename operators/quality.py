@@ -164,7 +164,7 @@ def _segments(mask: np.ndarray, horizontal: bool, min_len: int) -> list[tuple[in
 
     m = mask.astype(np.uint8)
     k = (min_len, 1) if horizontal else (1, min_len)
-    closed = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((1, 3) if horizontal else (3, 1), np.uint8))
+    closed = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((1, 5) if horizontal else (5, 1), np.uint8))
     opened = cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones(k[::-1], np.uint8))
     n, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
     out = []
@@ -177,67 +177,88 @@ def _segments(mask: np.ndarray, horizontal: bool, min_len: int) -> list[tuple[in
     return out
 
 
-def find_inset(gray: np.ndarray, bars: tuple[int, int, int, int] = (0, 0, 0, 0), edge: float = 18.0) -> tuple[int, int, int, int] | None:
-    """The largest rectangle (x0, y0, x1, y1) drawn by straight edges on all four sides inside the
-    picture (an inset / picture-in-picture window), or None. Sides on the picture border count."""
+def edge_masks(gray: np.ndarray, edge: float = 14.0) -> tuple[np.ndarray, np.ndarray]:
+    """Boolean maps of horizontal and vertical step edges (|difference| of the pixels 1 px either side)."""
     import cv2
 
-    h, w = gray.shape
-    top, bottom, left, right = bars
     g = cv2.GaussianBlur(gray, (3, 3), 0).astype(np.int16)
-    gy = np.zeros_like(g)
-    gx = np.zeros_like(g)
-    gy[1:-1] = np.abs(g[2:] - g[:-2])
-    gx[:, 1:-1] = np.abs(g[:, 2:] - g[:, :-2])
-    hs = _segments(gy > edge, True, max(8, int(0.15 * w)))
-    vs = _segments(gx > edge, False, max(8, int(0.15 * h)))
+    eh = np.zeros(g.shape, bool)
+    ev = np.zeros(g.shape, bool)
+    eh[1:-1] = np.abs(g[2:] - g[:-2]) > edge
+    ev[:, 1:-1] = np.abs(g[:, 2:] - g[:, :-2]) > edge
+    return eh, ev
+
+
+def find_inset(eh: np.ndarray, ev: np.ndarray, bars: tuple[int, int, int, int] = (0, 0, 0, 0),
+               min_support: float = 0.6) -> tuple[tuple[int, int, int, int] | None, float]:
+    """The largest rectangle (x0, y0, x1, y1) outlined by straight edges inside the picture (an inset /
+    picture-in-picture window) and its weakest side's edge support, or (None, 0).
+
+    eh/ev: horizontal/vertical edge maps, usually the share of a shot's sampled frames with an edge at
+    each pixel thresholded at one half (edges that persist through the shot). Candidate sides are the
+    rows/columns holding the longest straight segments (>= 12% of the picture); a rectangle counts when
+    each side not on the picture border has an edge under at least min_support of its length, at most two
+    sides lie on the border, and it covers 3-60% of the picture."""
+    import cv2
+
+    h, w = eh.shape
+    top, bottom, left, right = bars
     y_lo, y_hi, x_lo, x_hi = top, h - bottom, left, w - right
-    hs = [s for s in hs if y_lo + 2 < s[0] < y_hi - 3]
-    vs = [s for s in vs if x_lo + 2 < s[0] < x_hi - 3]
-    best = None
-    best_area = 0
-    tol = 3
+    if y_hi - y_lo < 16 or x_hi - x_lo < 16:
+        return None, 0.0
+    eh = eh.astype(np.uint8)
+    ev = ev.astype(np.uint8)
+    eh_d = cv2.dilate(eh, np.ones((3, 1), np.uint8))  # a side may wander by a pixel
+    ev_d = cv2.dilate(ev, np.ones((1, 3), np.uint8))
+    ch = np.concatenate([np.zeros((h, 1), np.int32), np.cumsum(eh_d, axis=1, dtype=np.int32)], axis=1)
+    cv = np.concatenate([np.zeros((1, w), np.int32), np.cumsum(ev_d, axis=0, dtype=np.int32)], axis=0)
+    rows = _top_positions(_segments(eh, True, max(6, int(0.12 * w))), y_lo + 2, y_hi - 3) + [y_lo, y_hi - 1]
+    cols = _top_positions(_segments(ev, False, max(6, int(0.12 * h))), x_lo + 2, x_hi - 3) + [x_lo, x_hi - 1]
+    full = float((y_hi - y_lo) * (x_hi - x_lo))
+    best, best_key, best_sup = None, (0.0, 0.0), 0.0
+    for i, ya in enumerate(rows):
+        for yb in rows[i + 1:]:
+            y0, y1 = min(ya, yb), max(ya, yb)
+            if y1 - y0 < 0.12 * h:
+                continue
+            for j, xa in enumerate(cols):
+                for xb in cols[j + 1:]:
+                    x0, x1 = min(xa, xb), max(xa, xb)
+                    if x1 - x0 < 0.12 * w:
+                        continue
+                    area = float((x1 - x0) * (y1 - y0))
+                    if not 0.03 <= area / full <= 0.6:
+                        continue
+                    on_border = [y0 == y_lo, y1 == y_hi - 1, x0 == x_lo, x1 == x_hi - 1]
+                    if sum(on_border) > 2:
+                        continue
+                    sup = 1.0
+                    for side, border in zip("tblr", on_border):
+                        if border:
+                            continue
+                        if side in "tb":
+                            y = y0 if side == "t" else y1
+                            v = (ch[y, x1] - ch[y, x0]) / float(x1 - x0)
+                        else:
+                            x = x0 if side == "l" else x1
+                            v = (cv[y1, x] - cv[y0, x]) / float(y1 - y0)
+                        sup = min(sup, v)
+                        if sup < min_support:
+                            break
+                    if sup >= min_support and (sup, area) > best_key:
+                        best, best_key, best_sup = (int(x0), int(y0), int(x1), int(y1)), (round(sup, 1), area), sup
+    return best, float(best_sup)
 
-    def covered(segs, pos, a, b):
-        if abs(pos - (y_lo if segs is hs else x_lo)) <= 2 or abs(pos - (y_hi if segs is hs else x_hi)) <= 2:
-            return True  # this side lies on the picture border
-        tot = 0
-        for p, s, e in segs:
-            if abs(p - pos) <= tol:
-                tot += max(0, min(e, b) - max(s, a))
-        return tot >= 0.7 * (b - a)
 
-    h_cands = [(p, s, e) for p, s, e in hs] + [(y_lo, x_lo, x_hi), (y_hi, x_lo, x_hi)]
-    for i, (y0, s0, e0) in enumerate(h_cands):
-        for y1, s1, e1 in h_cands[i + 1:]:
-            if y1 < y0:
-                y0_, y1_ = y1, y0
-            else:
-                y0_, y1_ = y0, y1
-            if y1_ - y0_ < 0.15 * h:
-                continue
-            x0 = max(s0, s1)
-            x1 = min(e0, e1)
-            if x1 - x0 < 0.15 * w:
-                continue
-            # the two horizontal sides must have the same extent (one inset), unless one lies on the border
-            borders = (y0 in (y_lo, y_hi)) + (y1 in (y_lo, y_hi))
-            if borders == 2:
-                continue
-            if borders == 0 and (abs(s0 - s1) > 2 * tol + 2 or abs(e0 - e1) > 2 * tol + 2):
-                continue
-            # vertical sides near x0, x1
-            for xa, xb in ((x0, x1),):
-                left_ok = covered(vs, xa, y0_, y1_) or any(abs(p - xa) <= tol + 2 and min(e, y1_) - max(s, y0_) >= 0.7 * (y1_ - y0_) for p, s, e in vs)
-                right_ok = covered(vs, xb, y0_, y1_) or any(abs(p - xb) <= tol + 2 and min(e, y1_) - max(s, y0_) >= 0.7 * (y1_ - y0_) for p, s, e in vs)
-                on_border = (abs(xa - x_lo) <= 2) + (abs(xb - x_hi) <= 2) + borders
-                if not (left_ok and right_ok) or on_border > 2:
-                    continue
-                area = (xb - xa) * (y1_ - y0_)
-                frac = area / float((y_hi - y_lo) * (x_hi - x_lo))
-                if 0.03 <= frac <= 0.6 and area > best_area:
-                    best, best_area = (int(xa), int(y0_), int(xb), int(y1_)), area
-    return best
+def _top_positions(segs: list[tuple[int, int, int]], lo: int, hi: int, k: int = 10) -> list[int]:
+    """Positions of the k longest segments inside (lo, hi), one per 3-px neighbourhood."""
+    out: list[int] = []
+    for p, a, b in sorted(segs, key=lambda s: s[1] - s[2]):
+        if lo < p < hi and all(abs(p - q) > 2 for q in out):
+            out.append(p)
+        if len(out) >= k:
+            break
+    return out
 
 
 def text_lines(gray: np.ndarray) -> int:
@@ -309,10 +330,11 @@ class FrameStats:
         self._next_brisque_t = 0.0
         self.frame_shape: tuple[int, int] | None = None
 
-    def process(self, index: int, time_s: float, image: np.ndarray) -> None:
+    def process(self, index: int, time_s: float, image: np.ndarray, gray: np.ndarray | None = None) -> None:
         import cv2
 
-        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if gray is None:
+            gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         self.frame_shape = gray.shape
         self.luma.append(float(gray.mean()))
         if self._prev_gray is not None and self._prev_gray.shape == gray.shape:
@@ -333,7 +355,8 @@ class FrameStats:
             bars = border_sizes(gray)
             s["border_share"].append(border_share(bars, *gray.shape))
             s["text"].append(float(text_lines(gray) > 0))
-            self.insets.append(find_inset(gray, bars))
+            eh, ev = edge_masks(gray)
+            self.insets.append(find_inset(eh, ev, bars, min_support=0.75)[0])
             small = self._small(gray)
             if self._prev_small is not None and self._prev_small.shape == small.shape:
                 flow = cv2.calcOpticalFlowFarneback(self._prev_small, small, None, 0.5, 2, 9, 2, 5, 1.1, 0)

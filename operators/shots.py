@@ -294,6 +294,8 @@ class ShotOperator(Operator):
     def _process(self, task: VideoTask, path: str, deadline: Deadline) -> VideoTask:
         from concurrent.futures import ThreadPoolExecutor
 
+        import cv2
+
         from operators.decode import open_video
         from operators.quality import FrameStats, audio_scores, decide_shot, explain, reason_stage
 
@@ -314,9 +316,10 @@ class ShotOperator(Operator):
                         fps = task.video.get("fps") or vid.info.fps
                         detectors = CutDetectors(cfg, fps)
                         stats = FrameStats(self.settings, fps, models)
-                    thumb = DissolveDetector.thumb(f.image) if detectors.dissolve is not None else None
+                    gray = cv2.cvtColor(f.image, cv2.COLOR_BGR2GRAY)
+                    thumb = DissolveDetector.thumb(gray) if detectors.dissolve is not None else None
                     detectors.process(f.index, f.image, thumb)
-                    stats.process(f.index, f.time_s, f.image)
+                    stats.process(f.index, f.time_s, f.image, gray)
                 audio_offset = vid.audio_offset_s()
             audio = None
             if audio_future is not None:

@@ -2,6 +2,7 @@
 
     lpm-curate run --input PATH [PATH ...] --output DIR [--config FILE.yaml] [--address RAY_ADDRESS]
     lpm-curate stats DIR [--json]
+    lpm-curate refilter DIR --config NEW.yaml [--output OUT]
     lpm-curate report DIR [--out report/] [--config FILE.yaml]
     lpm-curate query DIR "SQL" [--csv FILE | --parquet FILE]
     lpm-curate models list | verify | pull
@@ -68,6 +69,18 @@ def _cmd_query(args) -> int:
     return run_cli(args.dir, args.sql, csv=args.csv, parquet=args.parquet, max_rows=args.max_rows)
 
 
+def _cmd_refilter(args) -> int:
+    from pipeline.refilter import refilter
+    from pipeline.stats import format_funnel
+
+    settings = load_settings(args.config)
+    summary = refilter(args.dir, settings, args.output)
+    print(f"refilter of {args.dir} -> {summary['output']}: {summary['shots_changed']} shots changed decision, "
+          f"{summary['needs_rerun']['shots']} newly kept shots need a rerun ({summary['needs_rerun']['hours']:.4f} h)")
+    print(format_funnel(summary["funnel"]))
+    return 0
+
+
 def _cmd_models(args) -> int:
     from models import registry
 
@@ -124,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--parquet", help="write the result to this Parquet file")
     q.add_argument("--max-rows", type=int, default=50, help="rows printed (default 50)")
     q.set_defaults(fn=_cmd_query)
+
+    rf = sub.add_parser("refilter", help="re-decide shots from stored quality scores with a new config (no decoding)")
+    rf.add_argument("dir", help="output folder of a run")
+    rf.add_argument("--config", required=True, help="YAML config with the new thresholds")
+    rf.add_argument("--output", help="where to write the re-decided tables (default: DIR/refilter-<config_hash>)")
+    rf.set_defaults(fn=_cmd_refilter)
 
     m = sub.add_parser("models", help="list, verify or download model weights")
     m.add_argument("action", choices=["list", "verify", "pull"])

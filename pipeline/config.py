@@ -83,9 +83,9 @@ class QualitySettings(Section):
     """Thresholds of the decision step; scores are always stored, so `lpm-curate refilter` can re-decide."""
 
     enabled: bool = True
-    sample_fps: float = Field(4.0, gt=0, description="Frames per second scored for per-frame image metrics.")
+    sample_fps: float = Field(2.0, gt=0, description="Frames per second scored for the per-frame image metrics (sharpness, exposure, colour, motion, borders, insets, text).")
     brisque_fps: float = Field(1.0, gt=0, description="Frames per second scored with BRISQUE (about 5 ms each).")
-    min_sharpness: float = Field(20.0, ge=0, description="Variance of the Laplacian on the decode frames; below is 'blurry'.")
+    min_sharpness: float = Field(40.0, ge=0, description="Variance of the Laplacian on the decode frames; below is 'blurry'.")
     min_brightness: float = Field(30.0, ge=0, le=255)
     max_brightness: float = Field(230.0, ge=0, le=255)
     max_colour_cast: float = Field(25.0, ge=0, description="Distance of the mean chroma from neutral (Lab a*,b*).")
@@ -94,9 +94,9 @@ class QualitySettings(Section):
     max_frozen_s: float = Field(1.0, gt=0, description="Longest run of identical consecutive frames above which a shot is 'frozen'.")
     max_motion: float | None = Field(None, gt=0, description="Median optical-flow motion (frame widths per second) above which a shot is 'too_much_motion'; None: no check.")
     max_brisque: float = Field(60.0, ge=0, description="BRISQUE score (lower is better); NaN when the model is missing.")
-    max_border_share: float = Field(0.25, ge=0, le=1, description="Letterbox/pillarbox share of the frame area.")
-    max_pip_score: float = Field(0.5, ge=0, le=1)
-    max_text_score: float = Field(0.5, ge=0, le=1)
+    max_border_share: float = Field(0.15, ge=0, le=1, description="Letterbox/pillarbox share of the frame area above which a shot is 'letterbox'.")
+    max_pip_score: float = Field(0.45, ge=0, le=1, description="Share of sampled frames showing the same inset rectangle above which a shot is 'picture_in_picture'.")
+    max_text_score: float = Field(0.5, ge=0, le=1, description="Share of sampled frames with text-like overlay lines above which a shot is 'text_overlay'.")
     min_resolution_px: int = Field(240, ge=1, description="Shorter side of the source frame.")
     min_loudness_dbfs: float = Field(-50.0, description="Mean RMS level; quieter shots are 'silent'.")
     max_clipping_share: float = Field(0.01, ge=0, le=1)
@@ -147,15 +147,27 @@ class ConversationSettings(Section):
 
 
 class AudioSettings(Section):
-    """Vocal separation, per-person speak/listen audio and transcripts."""
+    """Vocal separation (separation stage), per-person speak/listen audio and transcripts (audio stage); see docs/AUDIO.md."""
 
-    separation: Literal["demucs", "none"] = Field("demucs", description="'demucs' uses demucs_model_dir when present, else records 'separation: none'.")
-    demucs_model_dir: str | None = Field(None, description="Local demucs repo dir (a checkpoint saved with demucs' save format); None: no separation.")
-    demucs_model_name: str = "htdemucs"
-    crossfade_ms: float = Field(30.0, ge=0)
-    asr: Literal["faster-whisper", "none"] = "faster-whisper"
-    whisper_model_dir: str | None = Field(None, description="Local CTranslate2 Whisper model directory; None: no transcripts (recorded).")
-    language: str | None = None
+    separation: Literal["demucs", "none"] = Field("demucs", description="'demucs' uses demucs_model_dir when present, else records 'separation: none' and uses the mixture.")
+    demucs_model_dir: str | None = Field(None, description="Local demucs repo dir (checkpoints saved with demucs' save format, plus <name>.yaml for bags); relative paths are also looked up under models.dir. None: no separation.")
+    demucs_model_name: str = Field("htdemucs", description="Model (signature or bag name) in demucs_model_dir, as for demucs.pretrained.get_model(name, repo=dir).")
+    separation_chunk_s: float = Field(30.0, gt=1, description="Separation runs on chunks of at most this many seconds (bounded memory), crossfaded over separation_overlap_s.")
+    separation_overlap_s: float = Field(1.0, ge=0, description="Overlap (linear crossfade) between consecutive separation chunks.")
+    separation_context_s: float = Field(0.5, ge=0, description="Audio decoded beyond each shot edge for the separator (then trimmed).")
+    torch_threads: int | None = Field(None, ge=1, description="torch intra-op threads of the separator (None: torch's default).")
+    crossfade_ms: float = Field(30.0, ge=0, description="Fade length at every on/off switch of speak/listen audio; the fade lies inside the kept span, so nothing outside it leaks in.")
+    idle_policy: Literal["both", "none"] = Field("both", description="Idle frames (nobody speaks): 'both' keeps the vocals in speak and listen audio (paper: idle keeps both); 'none' silences them.")
+    asr: Literal["faster-whisper", "none"] = Field("faster-whisper", description="'faster-whisper' uses whisper_model_dir when present, else transcripts stay null (recorded).")
+    whisper_model_dir: str | None = Field(None, description="Local CTranslate2 Whisper model directory (with tokenizer.json); None: no transcripts (recorded).")
+    language: str | None = Field(None, description="Language code for Whisper; None: detected per shot (multilingual models).")
+    asr_compute_type: str = Field("int8", description="CTranslate2 compute type on CPU (int8, float32, ...).")
+    asr_threads: int = Field(1, ge=1, description="CTranslate2 CPU threads per worker.")
+    asr_beam_size: int = Field(5, ge=1)
+    asr_vad_filter: bool = Field(True, description="faster-whisper's Silero VAD skips non-speech before decoding.")
+    ctc_model_dir: str | None = Field(None, description="Local transformers CTC model directory (wav2vec2-style, character vocabulary): word times are refined by torchaudio forced alignment. None: Whisper's own word times.")
+    max_sentence_pause_s: float = Field(1.0, gt=0, description="A pause between words longer than this ends a sentence segment.")
+    max_sentence_s: float = Field(15.0, gt=0, description="Sentence segments are cut at this length.")
 
 
 class ReferenceSettings(Section):

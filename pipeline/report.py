@@ -52,10 +52,11 @@ nav{position:sticky;top:0;background:#e9f1f2;padding:6px 24px;border-bottom:1px 
 nav a{margin-right:16px;color:#264653;font-size:14px;text-decoration:none}
 main{padding:8px 24px 40px}section{margin-top:22px}h2{border-bottom:2px solid #2a9d8f;padding-bottom:4px}
 h3{margin:18px 0 6px;font-size:16px}table{border-collapse:collapse;font-size:13px;margin:6px 0}
-td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}th{background:#eef2f4}
+td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
+code{word-break:break-all;font-size:11px}th{background:#eef2f4}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
 .charts{display:flex;flex-wrap:wrap;gap:14px}.chart{margin:0;background:#fff;border:1px solid #e1e4e8;padding:6px}
-.chart figcaption{font-size:12px;color:#444;max-width:520px}.chart img{display:block;max-width:100%}
+.chart figcaption{font-size:12px;color:#444;max-width:520px}.chart.wide figcaption{max-width:none}.chart img{display:block;max-width:100%}
 .na{color:#8a6d3b;background:#fcf8e3;border:1px solid #faebcc;padding:6px 10px;display:inline-block;font-size:13px}
 .group{margin-bottom:10px}.items{display:flex;flex-wrap:wrap;gap:10px}
 .thumb{margin:0;background:#fff;border:1px solid #e1e4e8;padding:5px;max-width:460px}
@@ -267,9 +268,14 @@ class ReportBuilder:
                 p = json.loads(js) if js else {}
             except (TypeError, ValueError):
                 p = {"model": js}
-            sha = p.get("weights_sha256") or ""
-            out.append(f"<tr><td>{_e(group)}</td><td>{_e(p.get('stage'))}</td><td>{_e(p.get('model'))}</td>"
-                       f"<td><code>{_e(sha)}</code></td><td>{_e(by_sha.get(sha, '-' if not sha else 'not in registry (user model)'))}</td>"
+            # a stage with several models records comma-separated names and hashes in the same order
+            names = [m for m in str(p.get("model") or "").split(",")]
+            shas = [h for h in str(p.get("weights_sha256") or "").split(",")]
+            shas += [""] * (len(names) - len(shas))
+            names += [""] * (len(shas) - len(names))
+            reg = [by_sha.get(h, "not in registry (user model)") if h else "-" for h in shas]
+            out.append(f"<tr><td>{_e(group)}</td><td>{_e(p.get('stage'))}</td><td>{'<br>'.join(_e(m) for m in names)}</td>"
+                       f"<td>{'<br>'.join('<code>' + _e(h) + '</code>' for h in shas)}</td><td>{'<br>'.join(_e(r) for r in reg)}</td>"
                        f"<td><code>{_e(p.get('params_hash'))}</code></td><td>{_e(p.get('code_version'))}</td>"
                        f"{self.num.td('provenance.' + group + '.' + (p.get('model') or '-') + '.clips', n)}</tr>")
         out.append("</table>")
@@ -330,6 +336,18 @@ class ReportBuilder:
             tab = f"<table><tr>{cells}</tr><tr>{vals}</tr></table>"
         return (f'<figure class="chart" data-chart="{_e(name)}">{_img(png, "image/png", name)}'
                 f"<figcaption>{_e(caption)}{tab}</figcaption></figure>")
+
+    def _multiples(self, name: str, panels: list[dict], title: str, caption: str) -> str:
+        """One small-multiples chart of a map column's keys and one table of their statistics."""
+        png = plots.small_multiples(panels, title)
+        head = "".join(f"<th>{k}</th>" for k in ("key", "n", "min", "mean", "median", "p90", "max"))
+        rows = []
+        for p in panels:
+            st = summary(p["values"])
+            cells = "".join(self.num.td(f"dist.{name}.{p['key']}.{k}", st[k]) for k in ("n", "min", "mean", "median", "p90", "max"))
+            rows.append(f"<tr><td>{_e(p['key'])}</td>{cells}</tr>")
+        return (f'<div class="charts"><figure class="chart wide" data-chart="{_e(name)}">{_img(png, "image/png", name)}'
+                f"<figcaption>{_e(caption)}<table><tr>{head}</tr>{''.join(rows)}</table></figcaption></figure></div>")
 
     def _dist(self, name: str, values: np.ndarray, title: str, xlabel: str, caption: str, **kw) -> str:
         v = finite(values)
@@ -397,20 +415,21 @@ class ReportBuilder:
         else:
             rows, keys, vals = map_entries(shots.column("quality"))
             kept = np.asarray(shots.column("kept").to_pylist(), dtype=bool)
-            out.append('<div class="charts">')
-            for key in list(qcols)[: self.cfg.max_map_keys]:
+            panels = []
+            # keys that have a threshold in the config first: those are the ones a person checks by eye
+            ordered = sorted(qcols, key=lambda k: (not self._threshold_lines("quality", k), list(qcols).index(k)))
+            for key in ordered[: self.cfg.max_map_keys]:
                 sel = keys == key
                 v = vals[sel].astype(np.float64)
                 kk = kept[rows[sel]]
                 fin = np.isfinite(v)
-                overlay = {"kept": v[fin & kk], "dropped": v[fin & ~kk]}
-                out.append(self._chart(f"quality.{key}", plots.histogram(
-                    v[fin], f"quality[{key}]", key, overlay=overlay, lines=self._threshold_lines("quality", key)),
-                    f"Shot quality score '{key}', kept vs dropped shots; dashed: thresholds in config section quality.",
-                    summary(v)))
+                panels.append({"key": key, "title": key, "values": v[fin], "overlay": {"kept": v[fin & kk], "dropped": v[fin & ~kk]},
+                               "lines": self._threshold_lines("quality", key)})
+            out.append(self._multiples("quality", panels, "Shot quality scores: kept vs dropped shots",
+                                       "Per quality key (shots.quality): kept vs dropped shots; dashed lines are the thresholds "
+                                       "of config section quality (min_<key> / max_<key>)."))
             if len(qcols) > self.cfg.max_map_keys:
                 self.notes.append(f"{len(qcols) - self.cfg.max_map_keys} more quality keys not plotted (report.max_map_keys)")
-            out.append("</div>")
 
         # states
         out.append("<h3>Speak / listen / idle</h3><div class=\"charts\">")
@@ -448,11 +467,8 @@ class ReportBuilder:
             if not m:
                 out.append(_na(f"clips.{col}"))
                 continue
-            out.append('<div class="charts">')
-            for key, v in m.items():
-                out.append(self._chart(f"{col}.{key}", plots.histogram(v, f"{col}[{key}]", key),
-                                       f"clips.{col}['{key}'] over kept clips.", summary(v)))
-            out.append("</div>")
+            panels = [{"key": key, "title": key, "values": v} for key, v in m.items()]
+            out.append(self._multiples(col, panels, f"clips.{col}", f"clips.{col}[key] over kept clips, one panel per key."))
 
         # transcripts and identities
         out.append("<h3>Transcripts and identities</h3><div class=\"charts\">")

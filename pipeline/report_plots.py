@@ -19,10 +19,10 @@ def _plt():
     return plt
 
 
-def _png(fig, dpi: int = 90) -> bytes:
+def _png(fig, dpi: int = 90, tight: bool = True) -> bytes:
     plt = _plt()
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     plt.close(fig)
     return buf.getvalue()
 
@@ -64,13 +64,11 @@ def rejects_chart(rows: list[tuple[str, int, float]]) -> bytes:
     return _png(fig)
 
 
-def histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 30, lines: dict[str, float] | None = None,
-              overlay: dict[str, np.ndarray] | None = None, integer: bool = False) -> bytes:
-    """Histogram of values (or of several overlaid groups), with optional labelled threshold lines."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.2, 3.0))
+def _hist_ax(ax, values: np.ndarray, title: str, xlabel: str, bins: int = 30, lines: dict[str, float] | None = None,
+             overlay: dict[str, np.ndarray] | None = None, integer: bool = False, fontsize: int = 10) -> None:
     groups = overlay if overlay else {"": values}
-    allv = np.concatenate([g for g in groups.values() if len(g)]) if any(len(g) for g in groups.values()) else np.zeros(0)
+    present = [g for g in groups.values() if len(g)]
+    allv = np.concatenate(present) if present else np.zeros(0)
     if integer and len(allv):
         lo, hi = int(np.floor(allv.min())), int(np.ceil(allv.max()))
         edges = np.arange(lo - 0.5, hi + 1.5, max(1, math.ceil((hi - lo + 1) / 40)))
@@ -80,18 +78,44 @@ def histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 30, lines
             edges = np.linspace(allv.min() - 0.5, allv.max() + 0.5, 6)
     for name, g in groups.items():
         if len(g):
-            ax.hist(g, bins=edges, alpha=0.65 if overlay else 0.9, label=name or None,
-                    color=_STATE_COLOURS.get(name))
+            ax.hist(g, bins=edges, alpha=0.65 if overlay else 0.9, label=name or None, color=_STATE_COLOURS.get(name))
     for name, x in (lines or {}).items():
         ax.axvline(x, color="black", linestyle="--", linewidth=1)
-        ax.text(x, ax.get_ylim()[1] * 0.95, f" {name}={x:g}", fontsize=7, va="top")
+        ax.text(x, ax.get_ylim()[1] * 0.95, f" {name}={x:g}", fontsize=fontsize - 3, va="top")
     if overlay:
-        ax.legend(fontsize=7)
-    ax.set_title(title, fontsize=10)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.set_ylabel("count", fontsize=8)
-    ax.tick_params(labelsize=7)
+        ax.legend(fontsize=fontsize - 3)
+    ax.set_title(title, fontsize=fontsize)
+    ax.set_xlabel(xlabel, fontsize=fontsize - 2)
+    ax.set_ylabel("count", fontsize=fontsize - 2)
+    ax.tick_params(labelsize=fontsize - 3)
+
+
+def histogram(values: np.ndarray, title: str, xlabel: str, bins: int = 30, lines: dict[str, float] | None = None,
+              overlay: dict[str, np.ndarray] | None = None, integer: bool = False) -> bytes:
+    """Histogram of values (or of several overlaid groups), with optional labelled threshold lines."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.2, 3.0))
+    _hist_ax(ax, values, title, xlabel, bins, lines, overlay, integer)
     return _png(fig)
+
+
+def small_multiples(panels: list[dict], title: str, ncols: int = 4) -> bytes:
+    """One figure of histograms, one panel per dict(title, values, overlay=None, lines=None): a map
+    column's keys side by side, drawn and encoded once."""
+    plt = _plt()
+    n = max(1, len(panels))
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.3 * ncols, 2.5 * nrows + 0.4), squeeze=False)
+    for ax, p in zip(axes.flat, panels):
+        _hist_ax(ax, p["values"], p["title"], "", bins=20, lines=p.get("lines"), overlay=p.get("overlay"), fontsize=9)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=11)
+    # fixed margins: tight layout would draw the (large) figure twice more
+    top = 1 - 0.45 / (2.5 * nrows + 0.4)
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.06, top=min(0.93, top - 0.03), wspace=0.3, hspace=0.55)
+    return _png(fig, dpi=72, tight=False)
 
 
 def bars(counts: dict[str, float], title: str, ylabel: str, colours: bool = False) -> bytes:

@@ -21,7 +21,7 @@ SEGMENTS = [
     ("video/silent_film_music.mp4", 1.0, 3.0),     # 640x360 b/w
     ("video/talking_face_4.mp4", 0.5, 3.3),        # 700x700 30 fps
     ("video/crowd_no_speech_1080p.mp4", 0.2, 3.4), # 1920x1080
-    ("shots/issue-195-aspect-ratio.mp4", 0.2, 2.8),  # 704x576 non-square pixels
+    ("shots/issue-195-aspect-ratio.mp4", 3.2, 3.0),  # 704x576 non-square pixels (own cuts at 2.8 s, 6.8 s)
     ("video/talking_face_2.mp4", 0.5, 3.5),        # 844x844
 ]
 XFADE_AFTER = 2  # cross-dissolve between segment 2 and 3 (0-based)

@@ -33,7 +33,7 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
 
 def save_atomic(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=str(path.parent))
+    fd, tmp = tempfile.mkstemp(prefix="tmp-", suffix=".part", dir=str(path.parent))
     os.close(fd)
     torch.save(obj, tmp)
     os.replace(tmp, path)
@@ -118,6 +118,7 @@ def train_base(cfg: TrainConfig, data_dir: str, out_dir: str, resume: bool = Tru
     stop_at: stop after that many total steps (a checkpoint is written there), as an interruption would."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.base.torch_threads)
     vae = ensure_vae(cfg, data_dir, out, log=log)
     torch.manual_seed(cfg.base.seed)
     model = LPMDiT(cfg)
@@ -184,7 +185,7 @@ def _ray_train_loop(config: dict) -> None:
     import ray.train.torch
 
     cfg = TrainConfig.model_validate(config["cfg"])
-    torch.set_num_threads(max(1, int(config.get("threads", 1))))
+    torch.set_num_threads(cfg.base.torch_threads)
     rank = ray.train.get_context().get_world_rank()
     vae, _ = load_vae(config["vae"])
     torch.manual_seed(cfg.base.seed)
@@ -233,7 +234,7 @@ def _ray_train_loop(config: dict) -> None:
 
 
 def train_base_ray(cfg: TrainConfig, data_dir: str, out_dir: str, num_workers: int = 2, cpus_per_worker: float = 0.5,
-                   threads_per_worker: int = 1, log=print) -> dict:
+                   log=print) -> dict:
     """Train with ray.train.torch.TorchTrainer on CPU workers (Ray must be initialised or reachable).
     Reading and decoding run as Ray Data tasks; each worker gets a streaming split of the dataset.
     Checkpoints live under OUT/ray/lpm-base; rerunning the same command resumes from the latest one."""
@@ -249,7 +250,7 @@ def train_base_ray(cfg: TrainConfig, data_dir: str, out_dir: str, num_workers: i
     storage = out / "ray"
     trainer = TorchTrainer(
         _ray_train_loop,
-        train_loop_config={"cfg": cfg.model_dump(), "vae": str(out / "vae.pt"), "threads": threads_per_worker},
+        train_loop_config={"cfg": cfg.model_dump(), "vae": str(out / "vae.pt")},
         torch_config=TorchConfig(backend="gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=False,
                                                resources_per_worker={"CPU": cpus_per_worker}),

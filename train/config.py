@@ -39,7 +39,7 @@ class DataConfig(Section):
 class VAEConfig(Section):
     latent_channels: int = Field(4, ge=1)
     downsample: int = Field(4, description="Spatial factor (2 ** number of stride-2 convolutions).")
-    width: int = Field(32, ge=8)
+    width: int = Field(48, ge=8, description="Channels at the latent resolution (halved per level above it).")
     steps: int = Field(300, ge=0)
     batch_frames: int = Field(64, ge=1, description="Frames per VAE training step.")
     lr: float = Field(2e-3, gt=0)
@@ -98,6 +98,7 @@ class BaseConfig(Section):
     sample_steps: int = Field(24, ge=2, description="Euler steps of the teacher's full sampler.")
     cfg_scale: float = Field(2.0, ge=1.0, description="Guidance on text + speak + listen audio (all dropped = unconditional).")
     seed: int = 0
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads per training process (1: best on small shared machines).")
 
 
 class DistillConfig(Section):

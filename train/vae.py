@@ -31,15 +31,18 @@ class VideoVAE(nn.Module):
         super().__init__()
         c, w, zc = 3, cfg.vae.width, cfg.vae.latent_channels
         n_down = int(math.log2(cfg.vae.downsample))
-        enc = [nn.Conv2d(c, w, 3, padding=1), nn.SiLU()]
-        for _ in range(n_down):
-            enc += [nn.Conv2d(w, w, 4, stride=2, padding=1), nn.SiLU(), nn.Conv2d(w, w, 3, padding=1), nn.SiLU()]
-        enc += [nn.Conv2d(w, 2 * zc, 1)]
-        dec = [nn.Conv2d(zc, w, 3, padding=1), nn.SiLU()]
-        for _ in range(n_down):
-            dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w, w, 3, padding=1), nn.SiLU(),
-                    nn.Conv2d(w, w, 3, padding=1), nn.SiLU()]
-        dec += [nn.Conv2d(w, c, 3, padding=1)]
+        # channels grow as resolution falls: w / 2**(n_down - level) at each level, w at the latent level
+        widths = [max(8, w >> (n_down - i)) for i in range(n_down + 1)]
+        enc = [nn.Conv2d(c, widths[0], 3, padding=1), nn.SiLU()]
+        for i in range(n_down):
+            enc += [nn.Conv2d(widths[i], widths[i + 1], 4, stride=2, padding=1), nn.SiLU(),
+                    nn.Conv2d(widths[i + 1], widths[i + 1], 3, padding=1), nn.SiLU()]
+        enc += [nn.Conv2d(widths[-1], 2 * zc, 1)]
+        dec = [nn.Conv2d(zc, widths[-1], 3, padding=1), nn.SiLU()]
+        for i in reversed(range(n_down)):
+            dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(widths[i + 1], widths[i], 3, padding=1), nn.SiLU(),
+                    nn.Conv2d(widths[i], widths[i], 3, padding=1), nn.SiLU()]
+        dec += [nn.Conv2d(widths[0], c, 3, padding=1)]
         self.enc, self.dec = nn.Sequential(*enc), nn.Sequential(*dec)
         self.register_buffer("lat_mean", torch.zeros(zc))
         self.register_buffer("lat_std", torch.ones(zc))
@@ -77,7 +80,7 @@ class VideoVAE(nn.Module):
         l1 = (rec - x).abs().mean()
         mse = F.mse_loss(rec, x)
         kl = 0.5 * (m.pow(2) + logvar.exp() - 1 - logvar).mean()
-        return l1 + mse + kl_weight * kl, {"l1": float(l1), "mse": float(mse), "kl": float(kl)}
+        return l1 + mse + kl_weight * kl, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:

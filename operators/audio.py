@@ -1,0 +1,384 @@
+"""Audio per person: vocal separation (separation stage) and speak/listen audio plus transcripts (audio
+stage). See docs/AUDIO.md.
+
+Separation (STAGE "separation", after the people stage, before the conversation stage): for every kept
+shot that has clips, the shot's audio (plus ``separation_context_s`` on each side) is decoded at the
+separator's rate and channel count, the demucs vocals stem is taken, downmixed to mono, resampled to
+16 kHz, trimmed to exactly [shot start_s, end_s) and stored as FLAC bytes in
+``task.scratch["vocals"][shot_index]``. Without a model the 16 kHz mono mixture is stored instead and
+provenance says ``separation: none``. Background music is thereby removed before labelling (the
+conversation stage may read the same vocals) and before speak/listen audio is cut.
+
+Audio tracks (STAGE "audio", after the conversation stage): per shot, the vocals are transcribed once
+(faster-whisper with word timestamps, optionally refined by CTC forced alignment), then every clip row
+(one person) gets
+
+* ``speak_audio``: the vocals where THIS person speaks (``frame_states`` == speak), silence elsewhere;
+* ``listen_audio``: the vocals where this person does not speak and listens (``listen``) or another
+  person of the same shot (another clip with the same shot_index overlapping in time) speaks;
+* idle frames (nobody speaks) keep the vocals in both with ``idle_policy: both`` (the paper), and
+  ``discard`` frames are silent in both;
+* every switch is a linear fade of ``crossfade_ms`` placed inside the kept span, so no sample outside it
+  leaks in;
+* ``words``/``transcript``: the words this person speaks (word midpoint in a speak frame), times in
+  seconds from the clip start; ``sentences``: sentence-bounded segments of all speech in the clip (any
+  speaker; captions are filled later), clip-relative times;
+* ``audio_status``: ok | no_frame_states (conversation stage not run: no audio filled) | no_audio.
+
+Reject reasons: shot audio that cannot be decoded drops the shot's clips with the decoder's reason
+(``audio_decode_error``, ``timeout``); a clip whose audio cannot be encoded is dropped ('encode_failed').
+"""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from models.registry import MissingModelError
+from operators.base import Deadline, Operator, Resources, VideoTask
+from operators.media import MediaError, decode_audio, decode_flac, encode_flac, ffmpeg_bin, local_path, run_tool
+from operators.segments import join_words, split_sentences
+
+log = logging.getLogger("lpm.audio")
+
+STAGE_SEPARATION = "separation"
+STAGE_AUDIO = "audio"
+SR = 16000
+
+
+# ----------------------------------------------------------------------------- decoding helpers
+def seek_offset(path: str, video: dict) -> float:
+    """Offset between the video-stream timeline (shots/clips rows) and ffmpeg's -ss position, the same
+    one the people stage used to cut clip media."""
+    try:
+        from operators.people import seek_offset_s
+    except ImportError:  # pragma: no cover - people stage absent
+        return 0.0
+    return seek_offset_s(path, video.get("video_start_s") or 0.0)
+
+
+def decode_multichannel(path: str, start_s: float, duration_s: float, sample_rate: int, channels: int,
+                        timeout_s: float) -> np.ndarray:
+    """[channels, n] float32 of the first audio stream from start_s (ffmpeg input seek), any layout
+    up/down-mixed by ffmpeg to ``channels``."""
+    args = [ffmpeg_bin(), "-nostdin", "-hide_banner", "-v", "error", "-ss", f"{max(0.0, start_s):.6f}", "-i", path,
+            "-t", f"{max(0.0, duration_s):.6f}", "-map", "0:a:0", "-vn", "-ac", str(channels), "-ar", str(sample_rate),
+            "-f", "f32le", "-acodec", "pcm_f32le", "pipe:1"]
+    proc = run_tool(args, timeout_s, reason="audio_decode_error")
+    if proc.returncode != 0:
+        err = proc.stderr.decode("utf-8", "replace").strip()
+        raise MediaError("audio_decode_error", (err.splitlines()[-1] if err else f"ffmpeg exit {proc.returncode}")[:500])
+    x = np.frombuffer(proc.stdout, dtype=np.float32)
+    n = len(x) // channels
+    return x[: n * channels].reshape(n, channels).T.copy()
+
+
+def fit_length(x: np.ndarray, n: int) -> np.ndarray:
+    """Trim or zero-pad the last axis to n samples."""
+    if x.shape[-1] >= n:
+        return x[..., :n]
+    pad = [(0, 0)] * (x.ndim - 1) + [(0, n - x.shape[-1])]
+    return np.pad(x, pad)
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Polyphase resampling along the last axis (scipy.signal.resample_poly)."""
+    if sr_in == sr_out:
+        return x.astype(np.float32, copy=False)
+    from math import gcd
+
+    from scipy.signal import resample_poly
+
+    g = gcd(int(sr_in), int(sr_out))
+    return resample_poly(x, sr_out // g, sr_in // g, axis=-1).astype(np.float32)
+
+
+def shot_span(shot: dict) -> tuple[float, float, int]:
+    s, e = float(shot["start_s"]), float(shot["end_s"])
+    return s, e, max(0, int(round((e - s) * SR)))
+
+
+# ----------------------------------------------------------------------------- speak / listen masks
+def frame_index(times_s: np.ndarray, start_s: float, fps: float) -> np.ndarray:
+    return np.floor((times_s - start_s) * fps + 1e-9).astype(np.int64)
+
+
+def states_at(states: list[str], times_s: np.ndarray, start_s: float, fps: float) -> np.ndarray:
+    """State (string array) of a clip at source times; outside the clip's frames: ''."""
+    arr = np.asarray(list(states) + [""], dtype=object)
+    k = frame_index(times_s, start_s, fps)
+    k = np.where((k >= 0) & (k < len(states)), k, len(states))
+    return arr[k]
+
+
+def fade_gain(mask: np.ndarray, fade_samples: int) -> np.ndarray:
+    """Gain 0..1 from a boolean mask: 1 inside runs, 0 outside, with linear ramps of fade_samples placed
+    INSIDE each run at every switch (the clip's own edges are not switches)."""
+    m = np.asarray(mask, bool)
+    if fade_samples <= 1 or m.all() or not m.any():
+        return m.astype(np.float32)
+    from scipy.ndimage import distance_transform_edt
+
+    d = distance_transform_edt(m)  # distance (samples) to the nearest False sample inside the array
+    return np.clip(d / float(fade_samples), 0.0, 1.0).astype(np.float32)
+
+
+def speak_listen_masks(clip: dict, others: list[dict], n: int, idle_policy: str = "both") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-sample masks (16 kHz, clip-relative) of (speak, listen, self_speak) for one clip.
+
+    speak  = self speaks, or (idle_policy 'both') self idle while no other person speaks;
+    listen = self does not speak and does not discard, and (self listens or another person speaks or,
+             with 'both', self is idle)."""
+    fps = float(clip.get("clip_fps") or clip.get("fps") or 25.0)
+    t_rel = np.arange(n, dtype=np.float64) / SR
+    own = states_at(clip["frame_states"], t_rel, 0.0, fps)
+    self_speak = own == "speak"
+    t_src = float(clip["start_s"]) + t_rel
+    other_speak = np.zeros(n, bool)
+    for o in others:
+        ofs = o.get("frame_states")
+        if not ofs:
+            continue
+        o_fps = float(o.get("clip_fps") or o.get("fps") or 25.0)
+        other_speak |= states_at(ofs, t_src, float(o["start_s"]), o_fps) == "speak"
+    idle = own == "idle"
+    keep_idle = idle & ~other_speak if idle_policy == "both" else np.zeros(n, bool)
+    speak = self_speak | keep_idle
+    listen = ~self_speak & (own != "discard") & (own != "") & ((own == "listen") | other_speak | keep_idle)
+    return speak, listen, self_speak
+
+
+def overlapping_others(clip: dict, clips: list[dict]) -> list[dict]:
+    """Other people's clips of the same shot that overlap this clip in time."""
+    s, e = float(clip["start_s"]), float(clip["end_s"])
+    return [o for o in clips if o is not clip and o.get("shot_index") == clip.get("shot_index")
+            and o.get("track_id") != clip.get("track_id") and float(o["start_s"]) < e and float(o["end_s"]) > s]
+
+
+# ----------------------------------------------------------------------------- separation stage
+class SeparationOperator(Operator):
+    """Per kept shot with clips: 16 kHz mono vocals (demucs) or the mixture, as FLAC in task.scratch."""
+
+    name = STAGE_SEPARATION
+    reads = ("video", "shots", "clips")
+    writes = ()
+    resources = Resources(num_cpus=1.0, memory_mb=3072)
+
+    def setup(self) -> None:
+        from models.separation import load_separator
+
+        self.separator = None
+        self.why_none = ""
+        cfg = self.settings.audio
+        if cfg.separation == "none":
+            self.why_none = "audio.separation is 'none'"
+            return
+        try:
+            self.separator = load_separator(self.settings)
+        except MissingModelError as exc:
+            self.why_none = str(exc)
+            log.warning("separation: none (%s)", exc)
+
+    def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:
+        cfg = self.settings.audio
+        sep = self.separator
+        task.scratch["vocals"] = vocals = {}
+        wanted = sorted({c.get("shot_index") for c in task.clips})
+        shots = [s for s in task.kept_shots() if s["shot_index"] in wanted]
+        failed: dict[int, str] = {}
+        if task.video.get("has_audio") is False:
+            self._record(task, sep, "the video has no audio stream", failed)
+            return task
+        timeout = deadline.timeout_for(self.settings.run.subprocess_timeout_s)
+        with local_path(task.uri) as path:
+            off = seek_offset(path, task.video)
+            for shot in shots:
+                deadline.check("separation")
+                s, e, n = shot_span(shot)
+                try:
+                    if sep is None:
+                        mono = decode_audio(path, timeout, sample_rate=SR, start_s=s + off, duration_s=e - s)
+                        voc = fit_length(mono, n)
+                    else:
+                        ctx = cfg.separation_context_s
+                        a = max(0.0, s + off - ctx)
+                        lead = (s + off) - a
+                        mix = decode_multichannel(path, a, (e - s) + lead + ctx, sep.samplerate, sep.audio_channels, timeout)
+                        if mix.shape[1] == 0:
+                            raise MediaError("audio_decode_error", f"no audio samples decoded for shot {shot['shot_index']}")
+                        v = sep.vocals(mix, check=lambda: deadline.check("separation"))
+                        v = v.mean(axis=0)
+                        i0 = int(round(lead * sep.samplerate))
+                        v = v[i0: i0 + int(round((e - s) * sep.samplerate)) + 1]
+                        voc = fit_length(resample(v, sep.samplerate, SR), n)
+                    vocals[shot["shot_index"]] = encode_flac(voc, SR, timeout)
+                except MediaError as exc:
+                    failed[shot["shot_index"]] = f"{exc.reason}: {exc}"
+                    log.warning("separation of shot %s failed: %s", shot["shot_index"], exc)
+        self._record(task, sep, self.why_none, failed)
+        return task
+
+    def _record(self, task: VideoTask, sep, why_none: str, failed: dict[int, str]) -> None:
+        if failed:
+            task.scratch["vocals_failed"] = failed
+        if sep is None:
+            task.record_provenance("separation", STAGE_SEPARATION, model="none",
+                                   params={"separation": "none", "reason": why_none, "failed_shots": failed})
+        else:
+            task.record_provenance("separation", STAGE_SEPARATION, model=sep.name, weights_sha256=sep.resolved.digest,
+                                   params={**sep.params, "context_s": self.settings.audio.separation_context_s,
+                                           "failed_shots": failed})
+
+
+# ----------------------------------------------------------------------------- audio tracks stage
+class AudioTracksOperator(Operator):
+    """Per clip: speak_audio / listen_audio (FLAC, 16 kHz mono), words, transcript, sentences."""
+
+    name = STAGE_AUDIO
+    reads = ("video", "shots", "clips")
+    writes = ("clips",)
+    resources = Resources(num_cpus=1.0, memory_mb=2048)
+
+    def setup(self) -> None:
+        from models.asr import load_aligner, load_asr
+
+        self.asr = None
+        self.aligner = None
+        self.asr_why_none = ""
+        cfg = self.settings.audio
+        if cfg.asr == "none":
+            self.asr_why_none = "audio.asr is 'none'"
+        else:
+            try:
+                self.asr = load_asr(self.settings)
+            except MissingModelError as exc:
+                self.asr_why_none = str(exc)
+                log.warning("asr: none (%s)", exc)
+        if self.asr is not None and cfg.ctc_model_dir:
+            try:
+                self.aligner = load_aligner(self.settings)
+            except MissingModelError as exc:
+                log.warning("forced alignment off (%s)", exc)
+                self.asr_why_none = f"forced alignment off: {exc}"
+
+    # ------------------------------------------------------------------ per task
+    def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:
+        cfg = self.settings.audio
+        timeout = deadline.timeout_for(self.settings.run.subprocess_timeout_s)
+        vocals = task.scratch.get("vocals")
+        if vocals is None and "separation" not in task.provenance:
+            task.record_provenance("separation", STAGE_SEPARATION, model="none",
+                                   params={"separation": "none", "reason": "separation stage not run"})
+        by_shot: dict[Any, list[dict]] = defaultdict(list)
+        for c in task.clips:
+            by_shot[c.get("shot_index")].append(c)
+        shots = {s["shot_index"]: s for s in task.shots}
+        counts: dict[str, int] = defaultdict(int)
+        has_audio = task.video.get("has_audio") is not False
+        with local_path(task.uri) as path:
+            off = None
+            for shot_index, clips in sorted(by_shot.items(), key=lambda kv: (kv[0] is None, kv[0])):
+                deadline.check("audio")
+                if not has_audio:
+                    for c in clips:
+                        c["audio_status"] = "no_audio"
+                        counts["no_audio"] += 1
+                    continue
+                shot = shots.get(shot_index) or {"shot_index": shot_index, "start_s": min(float(c["start_s"]) for c in clips),
+                                                 "end_s": max(float(c["end_s"]) for c in clips)}
+                s0, s1, n = shot_span(shot)
+                try:
+                    if vocals is not None and shot_index in vocals:
+                        voc = fit_length(decode_flac(vocals[shot_index], SR, timeout), n)
+                    else:
+                        if off is None:
+                            off = seek_offset(path, task.video)
+                        voc = fit_length(decode_audio(path, timeout, sample_rate=SR, start_s=s0 + off, duration_s=s1 - s0), n)
+                        if vocals is not None:
+                            counts["mixture_fallback"] += len(clips)
+                except MediaError as exc:
+                    for c in list(clips):
+                        task.drop_clip(c, STAGE_AUDIO, exc.reason, f"shot audio: {exc}")
+                    continue
+                words = self._transcribe(voc, s0, clips, deadline, counts)
+                for c in clips:
+                    deadline.check("audio clips")
+                    try:
+                        status = self._fill_clip(c, clips, voc, s0, words, cfg, timeout)
+                    except MediaError as exc:
+                        task.drop_clip(c, STAGE_AUDIO, "encode_failed", str(exc))
+                        continue
+                    counts[status] += 1
+        if counts.get("no_frame_states"):
+            log.warning("%s: %d clips without frame_states (conversation stage not run): no speak/listen audio",
+                        task.video_id, counts["no_frame_states"])
+        self._record(task, dict(counts))
+        return task
+
+    def _transcribe(self, voc: np.ndarray, s0: float, clips: list[dict], deadline: Deadline,
+                    counts: dict[str, int]) -> list[dict] | None:
+        """Words of the shot's clip span on the source timeline (None: no ASR)."""
+        if self.asr is None:
+            return None
+        a = max(0.0, min(float(c["start_s"]) for c in clips) - s0)
+        b = max(float(c["end_s"]) for c in clips) - s0
+        i0, i1 = int(round(a * SR)), min(len(voc), int(round(b * SR)))
+        seg = voc[i0:i1]
+        tr = self.asr.transcribe(seg, check=lambda: deadline.check("asr"))
+        ws = tr.words
+        if self.aligner is not None and ws:
+            ws = self.aligner.align(seg, ws, tr.segments, check=lambda: deadline.check("alignment"))
+            counts["words_aligned"] += sum(1 for w in ws if w.aligned)
+        counts["words"] += len(ws)
+        t0 = s0 + a
+        return [{"word": w.word, "start_s": t0 + w.start_s, "end_s": t0 + w.end_s, "prob": w.prob} for w in ws]
+
+    def _fill_clip(self, c: dict, clips: list[dict], voc: np.ndarray, s0: float, words: list[dict] | None, cfg,
+                   timeout: float) -> str:
+        cs, ce = float(c["start_s"]), float(c["end_s"])
+        n = max(0, int(round((ce - cs) * SR)))
+        i0 = int(round((cs - s0) * SR))
+        x = fit_length(voc[max(0, i0):], n) if i0 >= 0 else fit_length(np.concatenate([np.zeros(-i0, np.float32), voc]), n)
+        c["audio_sample_rate"] = SR
+        clip_words = None
+        if words is not None:
+            clip_words = [{**w, "start_s": max(0.0, w["start_s"] - cs), "end_s": min(ce - cs, w["end_s"] - cs)}
+                          for w in words if cs <= 0.5 * (w["start_s"] + w["end_s"]) < ce]
+            c["sentences"] = [{"text": s["text"], "start_s": s["start_s"], "end_s": s["end_s"], "caption": None}
+                              for s in split_sentences(clip_words, cfg.max_sentence_pause_s, cfg.max_sentence_s)]
+        if not c.get("frame_states"):
+            c["audio_status"] = "no_frame_states"
+            return "no_frame_states"
+        speak, listen, self_speak = speak_listen_masks(c, overlapping_others(c, clips), n, cfg.idle_policy)
+        fade = int(round(cfg.crossfade_ms * SR / 1000.0))
+        c["speak_audio"] = encode_flac(x * fade_gain(speak, fade), SR, timeout)
+        c["listen_audio"] = encode_flac(x * fade_gain(listen, fade), SR, timeout)
+        if clip_words is not None:
+            own = [w for w in clip_words if self_speak[min(n - 1, max(0, int(0.5 * (w["start_s"] + w["end_s"]) * SR)))]] if n else []
+            c["words"] = [{"word": w["word"].strip(), "start_s": float(w["start_s"]), "end_s": float(w["end_s"]),
+                           "prob": float(w["prob"])} for w in own]
+            c["transcript"] = join_words([w["word"] for w in own])
+        c["audio_status"] = "ok"
+        return "ok"
+
+    def _record(self, task: VideoTask, counts: dict[str, int]) -> None:
+        cfg = self.settings.audio
+        if self.asr is None:
+            task.record_provenance("asr", STAGE_AUDIO, model="none", params={"asr": "none", "reason": self.asr_why_none})
+        else:
+            from models.asr import describe
+
+            d = describe(self.asr)
+            model, sha = d["model"], d["weights_sha256"]
+            if self.aligner is not None:
+                a = describe(self.aligner)
+                model, sha = f"{model},{a['model']}", f"{sha},{a['weights_sha256']}"
+            task.record_provenance("asr", STAGE_AUDIO, model=model, weights_sha256=sha,
+                                   params={**self.asr.params, "forced_alignment": self.aligner is not None,
+                                           "max_sentence_pause_s": cfg.max_sentence_pause_s,
+                                           "max_sentence_s": cfg.max_sentence_s})
+        task.record_provenance("speak_listen", STAGE_AUDIO, model="frame_states",
+                               params={"crossfade_ms": cfg.crossfade_ms, "idle_policy": cfg.idle_policy,
+                                       "sample_rate": SR, "counts": counts})
