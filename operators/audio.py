@@ -225,11 +225,10 @@ class SeparationOperator(Operator):
             task.scratch["vocals_failed"] = failed
         if sep is None:
             task.record_provenance("separation", STAGE_SEPARATION, model="none",
-                                   params={"separation": "none", "reason": why_none, "failed_shots": failed})
+                                   params={"separation": "none", "reason": why_none})
         else:
             task.record_provenance("separation", STAGE_SEPARATION, model=sep.name, weights_sha256=sep.resolved.digest,
-                                   params={**sep.params, "context_s": self.settings.audio.separation_context_s,
-                                           "failed_shots": failed})
+                                   params={**sep.params, "context_s": self.settings.audio.separation_context_s})
 
 
 # ----------------------------------------------------------------------------- audio tracks stage
@@ -381,4 +380,5 @@ class AudioTracksOperator(Operator):
                                            "max_sentence_s": cfg.max_sentence_s})
         task.record_provenance("speak_listen", STAGE_AUDIO, model="frame_states",
                                params={"crossfade_ms": cfg.crossfade_ms, "idle_policy": cfg.idle_policy,
-                                       "sample_rate": SR, "counts": counts})
+                                       "sample_rate": SR})
+        task.scratch["audio_counts"] = counts

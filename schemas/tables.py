@@ -105,6 +105,7 @@ CLIPS = [
     col("speak_audio", pa.binary(), "This person's voice only (16 kHz mono FLAC)."),
     col("listen_audio", pa.binary(), "What this person hears from others while listening (16 kHz mono FLAC)."),
     col("audio_sample_rate", pa.int32(), "Sample rate of speak_audio/listen_audio."),
+    col("audio_status", pa.string(), "Audio stage outcome: ok, no_frame_states (conversation stage not run: speak/listen audio and words null), no_audio."),
     col("transcript", pa.string(), "Words spoken in the clip."),
     col("words", pa.list_(pa.struct([("word", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("prob", pa.float32())])), "Word timings."),
     col("sentences", pa.list_(pa.struct([("text", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("caption", pa.string())])), "Sentence-bounded segments with their captions."),

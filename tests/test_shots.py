@@ -92,8 +92,10 @@ def test_rotated_video_frames_are_upright(media_dir, tmp_path):
     from operators.decode import open_video
 
     src = media_dir / "video" / "interview_two_people.mp4"
-    rot = tmp_path / "rot.mp4"
-    ffmpeg("-i", str(src), "-t", "1", "-an", "-c:v", "libx264", "-preset", "veryfast", "-metadata:s:v:0", "rotate=90", str(rot))
+    plain = tmp_path / "plain.mp4"
+    ffmpeg("-i", str(src), "-t", "1", "-an", "-c:v", "libx264", "-preset", "veryfast", str(plain))
+    rot = tmp_path / "rot.mp4"  # same stream, display matrix added (what phones write)
+    ffmpeg("-i", str(plain), "-c", "copy", "-metadata:s:v:0", "rotate=90", str(rot))
     ref = tmp_path / "ref.png"
     ffmpeg("-i", str(rot), "-frames:v", "1", "-vf", "scale=144:256", str(ref))  # ffmpeg autorotates
     vid = open_video(str(rot), 144)
@@ -180,7 +182,7 @@ def test_refilter_redecides_without_decoding(media_dir, tmp_path, settings, monk
     assert strict.read_summary()["funnel"]["shots_kept"]["count"] == 0
 
     # a looser config keeps the short shots as well; they have no clips yet and are reported for a rerun
-    loose = Settings_with(settings, shots={"min_clip_s": 0.5, "max_clip_s": 8.0})
+    loose = Settings_with(settings, shots={"min_clip_s": 0.5, "max_clip_s": 8.0}, quality={"min_brightness": 0.0})
     summary = refilter(str(out), loose, str(tmp_path / "loose"))
     assert summary["needs_rerun"]["shots"] >= 1
     assert OutputStore(str(out)).read_table("shots").to_pylist() == before  # the source folder is untouched
