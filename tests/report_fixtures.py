@@ -29,8 +29,24 @@ def _settings(model_dir):
     return s
 
 
+# Test modules import these fixtures, so pytest registers them once per module; this cache makes each
+# run happen once per session all the same.
+_CACHE: dict[tuple[str, str], Path] = {}
+
+
+def _cached(name: str, tmp_path_factory, make) -> Path:
+    key = (name, str(tmp_path_factory.getbasetemp()))
+    if key not in _CACHE or not _CACHE[key].exists():
+        _CACHE[key] = make()
+    return _CACHE[key]
+
+
 @pytest.fixture(scope="session")
 def pipeline_run(tmp_path_factory, media_dir, model_dir) -> Path:
+    return _cached("pipeline", tmp_path_factory, lambda: _make_pipeline_run(tmp_path_factory, media_dir, model_dir))
+
+
+def _make_pipeline_run(tmp_path_factory, media_dir, model_dir) -> Path:
     from pipeline.runner import run
 
     root = tmp_path_factory.mktemp("report_run")
@@ -159,7 +175,8 @@ def write_enriched(out: Path, media_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def enriched_run(tmp_path_factory, media_dir) -> Path:
-    return write_enriched(tmp_path_factory.mktemp("report_enriched") / "out", media_dir)
+    return _cached("enriched", tmp_path_factory,
+                   lambda: write_enriched(tmp_path_factory.mktemp("report_enriched") / "out", media_dir))
 
 
 def copy_run(src: Path, dst: Path) -> Path:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from train.data import ClipStream, clip_files, make_loader
-from train.features import STATES, CausalMel, hashed_text_embedding, text_vector
+from train.features import STATES, CausalMel, decode_row, hashed_text_embedding, make_sample, text_vector
 
 from train_fixtures import clips_dir, tiny_cfg  # noqa: F401
 
@@ -57,7 +57,13 @@ def test_reader_samples_and_degradation(clips_dir, tiny_cfg):
         assert np.all(s["frame_weight"][s["states"] == STATES["discard"]] == 0)
         assert np.all(s["frame_weight"][s["states"] != STATES["discard"]] == 1)
     assert len(seen) == 7
-    assert any((s["states"] == STATES["discard"]).any() for s in samples), "row 1's discard frames never sampled"
+    # the row with 'discard' frames: a window that covers them has zero weight exactly there
+    row = next(r for r in rows if r["frame_states"] and "discard" in r["frame_states"])
+    clip = decode_row(row, cfg)
+    mel = CausalMel(cfg)
+    s = next(x for x in (make_sample(clip, cfg, np.random.default_rng(k), mel) for k in range(200)) if x["start"] <= 3)
+    assert (s["states"] == STATES["discard"]).sum() == 3
+    assert np.array_equal(s["frame_weight"] == 0, s["states"] == STATES["discard"])
 
 
 def test_sharding_is_disjoint_and_covering(clips_dir, tiny_cfg):

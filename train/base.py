@@ -152,9 +152,9 @@ def train_base(cfg: TrainConfig, data_dir: str, out_dir: str, resume: bool = Tru
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.base.grad_clip)
         opt.step()
-        rows.append({"step": step, "loss": float(loss), "lr": lr, "wall_s": wall0 + time.monotonic() - t0})
+        rows.append({"step": step, "loss": loss.item(), "lr": lr, "wall_s": wall0 + time.monotonic() - t0})
         if step % cfg.base.log_every == 0 or step == total - 1:
-            log(f"base step {step} loss {float(loss):.4f} lr {lr:.2e}")
+            log(f"base step {step} loss {loss.item():.4f} lr {lr:.2e}")
         if (step + 1) % cfg.base.ckpt_every == 0 or step + 1 == total:
             save_atomic({"model": model.state_dict(), "opt": opt.state_dict(), "step": step + 1,
                          "config": cfg.model_dump()}, latest)
@@ -218,7 +218,7 @@ def _ray_train_loop(config: dict) -> None:
             torch.nn.utils.clip_grad_norm_(ddp.parameters(), cfg.base.grad_clip)
             opt.step()
             step += 1
-            metrics = {"step": step, "loss": float(loss), "lr": lr}
+            metrics = {"step": step, "loss": loss.item(), "lr": lr}
             if step % cfg.base.ckpt_every == 0 or step == total:
                 with tempfile.TemporaryDirectory() as d:
                     if rank == 0:

@@ -198,6 +198,7 @@ class ClipStream(IterableDataset):
                 g2, r2 = plan_rows[(pos + j) % len(plan_rows)]
                 try:
                     clip = decode_row(self._read_row(g2, r2, cache), self.cfg)
+                    gi, r = g2, r2
                     break
                 except RowError:
                     continue

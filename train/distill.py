@@ -88,9 +88,9 @@ def ode_regression(student, pairs: dict, cond: dict, cfg: TrainConfig, log=print
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt.step()
-        hist.append(float(loss))
+        hist.append(loss.item())
         if step % d.log_every == 0 or step == d.ode_steps - 1:
-            log(f"ode step {step} loss {float(loss):.4f}")
+            log(f"ode step {step} loss {loss.item():.4f}")
     student.eval()
     return hist
 
@@ -141,10 +141,10 @@ def dmd(student, teacher, fake, cond: dict, cfg: TrainConfig, log=print) -> list
             loss_f.backward()
             torch.nn.utils.clip_grad_norm_(fake.parameters(), 1.0)
             opt_f.step()
-            fl = float(loss_f)
-        hist.append({"step": step, "dmd": float(loss_g), "fake": fl, "exit_step": s})
+            fl = loss_f.item()
+        hist.append({"step": step, "dmd": loss_g.item(), "fake": fl, "exit_step": s})
         if step % d.log_every == 0 or step == d.dmd_steps - 1:
-            log(f"dmd step {step} generator {float(loss_g):.4f} fake {fl:.4f} (exit step {s})")
+            log(f"dmd step {step} generator {loss_g.item():.4f} fake {fl:.4f} (exit step {s})")
     student.eval()
     return hist
 
