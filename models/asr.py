@@ -32,6 +32,7 @@ from models.separation import resolve_model_dir
 log = logging.getLogger("lpm.asr")
 
 SAMPLE_RATE = 16000
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # control characters (decoders of random/broken models emit them)
 
 
 @dataclass
@@ -104,13 +105,14 @@ def clean_words(words: list[Word], duration_s: float) -> list[Word]:
     out: list[Word] = []
     last = 0.0
     for w in words:
-        if not w.word.strip() or not np.isfinite(w.start_s) or not np.isfinite(w.end_s):
+        text = _CONTROL.sub("", w.word)
+        if not text.strip() or not np.isfinite(w.start_s) or not np.isfinite(w.end_s):
             continue
         s = min(max(w.start_s, last, 0.0), duration_s)
         if s >= duration_s and duration_s > 0:
             continue
         e = min(max(w.end_s, s), duration_s)
-        out.append(Word(w.word, s, e, w.prob, w.aligned))
+        out.append(Word(text, s, e, w.prob, w.aligned))
         last = s
     return out
 

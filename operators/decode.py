@@ -91,10 +91,26 @@ def upright(img: np.ndarray, rotation_deg: int) -> np.ndarray:
 _YUV420 = ("yuv420p", "yuvj420p")
 
 
+def shrink(plane: np.ndarray, tw: int, th: int) -> np.ndarray:
+    """Downscale one 8-bit plane: exact 2x2 box averages (OpenCV's fast INTER_AREA path) while the result
+    stays at least the target size, then bilinear to the target. 5-15x faster than a direct INTER_AREA
+    with a fractional factor, and nearly the same pixels."""
+    import cv2
+
+    h, w = plane.shape[:2]
+    while w // 2 >= tw and h // 2 >= th:
+        w //= 2
+        h //= 2
+        plane = cv2.resize(plane[: 2 * h, : 2 * w], (w, h), interpolation=cv2.INTER_AREA)
+    if (w, h) != (tw, th):
+        plane = cv2.resize(plane, (tw, th), interpolation=cv2.INTER_LINEAR)
+    return plane
+
+
 def to_small_bgr(frame, w: int, h: int) -> np.ndarray:
     """Scale a decoded frame to w x h BGR. 8-bit 4:2:0 frames are scaled plane by plane with OpenCV
-    (INTER_AREA) and converted at the small size, which costs a third of swscale's full-size path;
-    other pixel formats go through swscale."""
+    (:func:`shrink`) and converted at the small size, a fraction of swscale's cost; other pixel formats
+    go through swscale."""
     import cv2
 
     if frame.format.name in _YUV420 and w % 2 == 0 and h % 2 == 0:
@@ -104,7 +120,7 @@ def to_small_bgr(frame, w: int, h: int) -> np.ndarray:
                                               ((fw + 1) // 2, (fh + 1) // 2, w // 2, h // 2))):
             pl = frame.planes[i]
             arr = np.frombuffer(pl, np.uint8).reshape(-1, pl.line_size)[:ph, :pw]
-            out.append(cv2.resize(arr, (tw, th), interpolation=cv2.INTER_AREA).ravel())
+            out.append(shrink(arr, tw, th).ravel())
         i420 = np.concatenate(out).reshape(h * 3 // 2, w)
         return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
     return frame.to_ndarray(width=w, height=h, format="bgr24", interpolation="AREA")
