@@ -399,12 +399,14 @@ class ASDScorer:
         return cache.visual_logits
 
     @torch.no_grad()
-    def score_cached(self, cache: VisualCache, feats: np.ndarray, shift_frames: int = 0) -> np.ndarray:
+    def score_cached(self, cache: VisualCache, feats: np.ndarray, shift_frames: int = 0,
+                     windows: Sequence[int] | None = None) -> np.ndarray:
         """[T] audio-visual logits averaged over window lengths, for MFCC feats [4T', 13].
 
         shift_frames moves the audio relative to the video (positive: the audio is taken that many video
-        frames later, i.e. it tests the hypothesis "audio is late"); missing audio is zero-padded MFCC of
-        silence. Frames beyond the aligned length get NaN."""
+        frames later, i.e. it tests the hypothesis "audio is late"); missing audio is filled with the
+        clip's quietest MFCC frame. windows restricts the average to those window lengths (default: all of the cache).
+        Frames beyond the aligned length get NaN."""
         t = cache.n_frames
         a = np.asarray(feats, np.float32)
         if shift_frames:
@@ -419,7 +421,9 @@ class ASDScorer:
             return out
         at = torch.from_numpy(np.ascontiguousarray(a[: 4 * n]))
         acc = np.zeros(n, np.float64)
-        for d, items in cache.windows.items():
+        used = [d for d in cache.windows if windows is None or d in set(int(w) for w in windows)] or list(cache.windows)
+        for d in used:
+            items = cache.windows[d]
             for s, emb in items:
                 if s >= n:
                     continue
@@ -432,7 +436,7 @@ class ASDScorer:
                     # the window is cut by the audio length: re-embed the visual part as the demo would
                     emb = self._re_embed(cache, d, s, e)
                 acc[s:s + m] += self.net.lossAV(self.net.model.fuse(ea[:, :m], emb[:, :m]))[0].numpy()
-        out[:n] = (acc / len(cache.windows)).astype(np.float32)
+        out[:n] = (acc / len(used)).astype(np.float32)
         return out
 
     def _re_embed(self, cache: VisualCache, d: int, s: int, e: int) -> torch.Tensor:

@@ -10,10 +10,11 @@ the config at model directories you trust.
 Without a model (``audio.separation: none``, no ``demucs_model_dir``, or the directory missing) callers
 use the mixture itself and record ``separation: none`` in provenance (see operators/audio.py).
 
-Long inputs are processed in chunks of ``chunk_s`` seconds with ``overlap_s`` of linear crossfade between
-consecutive chunks, so memory is bounded by the chunk length whatever the shot length; inside a chunk
-demucs' own ``apply_model(split=True)`` splits into the model's training segments. The input is
-normalised once over the whole signal (as ``demucs.separate`` does), so chunks share one scale.
+Long shots are processed in chunks of ``chunk_s`` seconds (each decoded on its own, with context on both
+sides) joined by :func:`overlap_add` with ``overlap_s`` of linear crossfade, so the model's input memory
+is bounded by the chunk length whatever the shot length; inside a chunk demucs' own
+``apply_model(split=True)`` splits into the model's training segments. Each chunk is normalised by its
+own mean/std and rescaled after (as ``demucs.separate`` does for a whole track).
 """
 from __future__ import annotations
 
@@ -67,56 +68,60 @@ class Separator:
                               overlap=self.segment_overlap, progress=False, device="cpu")
         return out[0].numpy()
 
-    def vocals(self, mix: np.ndarray, check: Callable[[], None] | None = None) -> np.ndarray:
-        """Vocals of a [channels, n] mixture at the model's rate, as [channels, n] float32."""
-        return separate_vocals(mix, self.separate_chunk, self.sources.index(VOCALS), self.samplerate,
-                               self.chunk_s, self.overlap_s, check)
+    def vocals(self, mix: np.ndarray) -> np.ndarray:
+        """Vocals of one [channels, n] chunk at the model's rate, as [channels, n] float32."""
+        return separate_source(mix, self.separate_chunk, self.sources.index(VOCALS))
 
 
-def separate_vocals(mix: np.ndarray, separate_chunk: Callable[[np.ndarray], np.ndarray], source_index: int,
-                    samplerate: int, chunk_s: float, overlap_s: float,
-                    check: Callable[[], None] | None = None) -> np.ndarray:
-    """Run ``separate_chunk`` over ``mix`` ([channels, n]) in chunks and stitch one source back together.
-
-    Consecutive chunks overlap by ``overlap_s`` and are crossfaded linearly there. The signal is
-    normalised by the mean/std of its mono mix first and rescaled after, as ``demucs.separate`` does.
-    ``check`` is called before each chunk (a Deadline.check)."""
+def separate_source(mix: np.ndarray, separate_chunk: Callable[[np.ndarray], np.ndarray], source_index: int) -> np.ndarray:
+    """One source of a [channels, n] mixture. The input is normalised by the mean/std of its mono mix
+    and the output rescaled, as ``demucs.separate`` does."""
     mix = np.asarray(mix, dtype=np.float32)
     if mix.ndim != 2:
         raise ValueError(f"mix must be [channels, samples], got shape {mix.shape}")
-    n = mix.shape[1]
-    out = np.zeros_like(mix)
-    if n == 0:
-        return out
+    if mix.shape[1] == 0:
+        return np.zeros_like(mix)
     ref = mix.mean(axis=0)
     mean, std = float(ref.mean()), float(ref.std())
     std = std if std > 1e-8 else 1.0
-    x = (mix - mean) / std
-    chunk = max(1, int(round(chunk_s * samplerate)))
-    ov = min(int(round(overlap_s * samplerate)), chunk // 2)
-    step = chunk - ov
+    est = np.asarray(separate_chunk((mix - mean) / std), dtype=np.float32)[source_index]
+    n = mix.shape[1]
+    if est.shape[-1] != n:  # models that trim or pad: align to the input
+        est = est[:, :n] if est.shape[-1] > n else np.pad(est, ((0, 0), (0, n - est.shape[-1])))
+    return est * std + mean
+
+
+def overlap_add(n: int, chunk: int, overlap: int, produce: Callable[[int, int], np.ndarray],
+                check: Callable[[], None] | None = None) -> np.ndarray:
+    """Build a 1-D signal of n samples from chunks [i0, i1) of at most ``chunk`` samples that overlap by
+    ``overlap`` samples; ``produce(i0, i1)`` returns the chunk's i1 - i0 samples. Overlaps are crossfaded
+    linearly. ``check`` runs before each chunk (a Deadline.check). Memory: the output plus one chunk."""
+    out = np.zeros(n, dtype=np.float32)
+    if n <= 0:
+        return out
+    chunk = max(1, int(chunk))
+    ov = max(0, min(int(overlap), chunk // 2))
     weight = np.zeros(n, dtype=np.float32)
-    start = 0
+    i0 = 0
     while True:
         if check is not None:
             check()
-        end = min(n, start + chunk)
-        est = np.asarray(separate_chunk(x[:, start:end]), dtype=np.float32)[source_index]
-        if est.shape[-1] != end - start:  # models that trim or pad: align to the chunk
-            est = est[:, : end - start] if est.shape[-1] > end - start else np.pad(est, ((0, 0), (0, end - start - est.shape[-1])))
-        w = np.ones(end - start, dtype=np.float32)
-        if start > 0 and ov > 0:  # fade in over the overlap with the previous chunk
-            k = min(ov, end - start)
+        i1 = min(n, i0 + chunk)
+        y = np.asarray(produce(i0, i1), dtype=np.float32)
+        if len(y) != i1 - i0:
+            y = y[: i1 - i0] if len(y) > i1 - i0 else np.pad(y, (0, i1 - i0 - len(y)))
+        w = np.ones(i1 - i0, dtype=np.float32)
+        if i0 > 0 and ov > 0:  # fade in over the overlap with the previous chunk
+            k = min(ov, i1 - i0)
             w[:k] = (np.arange(k, dtype=np.float32) + 0.5) / ov
-        if end < n and ov > 0:  # fade out over the overlap with the next chunk
+        if i1 < n and ov > 0:  # fade out over the overlap with the next chunk
             w[-ov:] = np.minimum(w[-ov:], (ov - np.arange(ov, dtype=np.float32) - 0.5) / ov)
-        out[:, start:end] += est * w
-        weight[start:end] += w
-        if end >= n:
+        out[i0:i1] += y * w
+        weight[i0:i1] += w
+        if i1 >= n:
             break
-        start += step
-    out /= np.maximum(weight, 1e-6)
-    return out * std + mean
+        i0 += chunk - ov
+    return out / np.maximum(weight, 1e-6)
 
 
 def load_separator(settings) -> Separator:

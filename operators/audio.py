@@ -158,6 +158,32 @@ def overlapping_others(clip: dict, clips: list[dict]) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- separation stage
+def separate_span(path: str, start_s: float, n: int, sep, context_s: float, timeout_s: float,
+                  check=None) -> np.ndarray:
+    """16 kHz mono vocals of ``n`` samples from ``start_s`` (ffmpeg -ss position): chunks of
+    ``sep.chunk_s`` are decoded at the separator's rate/channels with ``context_s`` on both sides,
+    separated, trimmed, downmixed, resampled and overlap-added (bounded memory for any shot length)."""
+    from models.separation import overlap_add
+
+    def produce(i0: int, i1: int) -> np.ndarray:
+        cs = start_s + i0 / SR
+        a = max(0.0, cs - context_s)
+        lead = cs - a
+        dur = (i1 - i0) / SR
+        mix = decode_multichannel(path, a, dur + lead + context_s, sep.samplerate, sep.audio_channels, timeout_s)
+        if mix.shape[1] == 0:
+            if i0 == 0:
+                raise MediaError("audio_decode_error", f"no audio samples decoded at {start_s:.2f} s")
+            return np.zeros(i1 - i0, np.float32)  # audio stream ends before the shot does
+        v = sep.vocals(mix)
+        v = v.sum(axis=0) / np.sqrt(v.shape[0])  # ffmpeg's downmix convention ((L+R)/sqrt 2), as in clip media
+        j0 = int(round(lead * sep.samplerate))
+        v = v[j0: j0 + int(np.ceil(dur * sep.samplerate)) + 1]
+        return fit_length(resample(v, sep.samplerate, SR), i1 - i0)
+
+    return overlap_add(n, int(round(sep.chunk_s * SR)), int(round(sep.overlap_s * SR)), produce, check)
+
+
 class SeparationOperator(Operator):
     """Per kept shot with clips: 16 kHz mono vocals (demucs) or the mixture, as FLAC in task.scratch."""
 
@@ -174,6 +200,10 @@ class SeparationOperator(Operator):
         cfg = self.settings.audio
         if cfg.separation == "none":
             self.why_none = "audio.separation is 'none'"
+            return
+        if not cfg.demucs_model_dir:
+            self.why_none = "audio.demucs_model_dir is not set"
+            log.info("separation: none (%s)", self.why_none)
             return
         try:
             self.separator = load_separator(self.settings)
@@ -202,17 +232,8 @@ class SeparationOperator(Operator):
                         mono = decode_audio(path, timeout, sample_rate=SR, start_s=s + off, duration_s=e - s)
                         voc = fit_length(mono, n)
                     else:
-                        ctx = cfg.separation_context_s
-                        a = max(0.0, s + off - ctx)
-                        lead = (s + off) - a
-                        mix = decode_multichannel(path, a, (e - s) + lead + ctx, sep.samplerate, sep.audio_channels, timeout)
-                        if mix.shape[1] == 0:
-                            raise MediaError("audio_decode_error", f"no audio samples decoded for shot {shot['shot_index']}")
-                        v = sep.vocals(mix, check=lambda: deadline.check("separation"))
-                        v = v.mean(axis=0)
-                        i0 = int(round(lead * sep.samplerate))
-                        v = v[i0: i0 + int(round((e - s) * sep.samplerate)) + 1]
-                        voc = fit_length(resample(v, sep.samplerate, SR), n)
+                        voc = separate_span(path, s + off, n, sep, cfg.separation_context_s, timeout,
+                                            check=lambda: deadline.check("separation"))
                     vocals[shot["shot_index"]] = encode_flac(voc, SR, timeout)
                 except MediaError as exc:
                     failed[shot["shot_index"]] = f"{exc.reason}: {exc}"
@@ -246,9 +267,13 @@ class AudioTracksOperator(Operator):
         self.asr = None
         self.aligner = None
         self.asr_why_none = ""
+        self.aligner_error = ""
         cfg = self.settings.audio
         if cfg.asr == "none":
             self.asr_why_none = "audio.asr is 'none'"
+        elif not cfg.whisper_model_dir:
+            self.asr_why_none = "audio.whisper_model_dir is not set"
+            log.info("asr: none (%s)", self.asr_why_none)
         else:
             try:
                 self.asr = load_asr(self.settings)
@@ -260,7 +285,7 @@ class AudioTracksOperator(Operator):
                 self.aligner = load_aligner(self.settings)
             except MissingModelError as exc:
                 log.warning("forced alignment off (%s)", exc)
-                self.asr_why_none = f"forced alignment off: {exc}"
+                self.aligner_error = str(exc)
 
     # ------------------------------------------------------------------ per task
     def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:
@@ -376,6 +401,7 @@ class AudioTracksOperator(Operator):
                 model, sha = f"{model},{a['model']}", f"{sha},{a['weights_sha256']}"
             task.record_provenance("asr", STAGE_AUDIO, model=model, weights_sha256=sha,
                                    params={**self.asr.params, "forced_alignment": self.aligner is not None,
+                                           "aligner_error": self.aligner_error,
                                            "max_sentence_pause_s": cfg.max_sentence_pause_s,
                                            "max_sentence_s": cfg.max_sentence_s})
         task.record_provenance("speak_listen", STAGE_AUDIO, model="frame_states",

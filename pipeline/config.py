@@ -138,11 +138,33 @@ class PeopleSettings(Section):
 
 
 class ConversationSettings(Section):
+    """Conversation states (conversation stage): LR-ASD, mouth motion, VAD, sync; see docs/CONVERSATION.md."""
+
     asd_checkpoint: Literal["pretrain_AVA", "finetuning_TalkSet"] = "pretrain_AVA"
+    windows_s: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6], description="LR-ASD window lengths (s) whose per-frame logits are averaged (reference demo: 1..6).")
+    crop_scale: float = Field(0.40, ge=0, le=2, description="Face crop scale around the face box (reference demo 0.40).")
+    torch_threads: int = Field(1, ge=1, description="torch intra-op threads of one conversation worker.")
+    landmark_every: int = Field(1, ge=1, description="Run the face landmarker on every n-th frame (mouth opening interpolated between).")
     speak_threshold: float = Field(0.0, description="Raw LR-ASD logit above which a frame counts as speaking (reference demo).")
+    speak_hysteresis: float = Field(0.5, ge=0, description="A speaking run ends only when the smoothed logit falls below speak_threshold minus this.")
     vad_threshold: float = Field(0.5, ge=0, le=1)
+    vad_hysteresis: float = Field(0.15, ge=0, le=1, description="Speech ends only when the smoothed VAD probability falls below vad_threshold minus this.")
+    min_speech_gap_s: float = Field(0.3, ge=0, description="Pauses in speech up to this long are bridged.")
+    motion_threshold: float = Field(0.02, ge=0, description="Mouth motion (rolling std of the mouth opening / eye distance) above which the mouth is 'moving'.")
+    mouth_window_s: float = Field(0.4, gt=0, description="Window of the mouth-motion rolling std.")
     min_segment_s: float = Field(0.4, ge=0, description="Shorter state runs are merged into their neighbours.")
-    smooth_frames: int = Field(5, ge=1)
+    smooth_frames: int = Field(5, ge=1, description="Moving-average window (frames) on LR-ASD logits, VAD and mouth motion.")
+    sync: bool = Field(True, description="Use the audio-visual sync evidence in the decision (issue 9); False: LR-ASD score and cross-person comparison only.")
+    sync_windows_s: list[int] = Field(default_factory=lambda: [2, 4], description="Window lengths used for the shifted-audio passes (sync evidence and offset scan).")
+    sync_far_frames: list[int] = Field(default_factory=lambda: [20, 30], description="Audio shifts (frames, both signs) whose mean score is the 'not in sync' baseline of the sync evidence.")
+    sync_threshold: float = Field(0.3, description="Smoothed sync evidence (logit) a person needs to be 'in sync' and so able to speak.")
+    sync_weight: float = Field(1.0, ge=0, description="Cross-person comparison uses logit + sync_weight * sync evidence.")
+    sync_smooth_frames: int = Field(25, ge=1, description="Moving-average window (frames) on the sync evidence.")
+    cross_margin: float = Field(0.6, ge=0, description="A second person may speak at the same time only within this of the best combined evidence.")
+    offset_scan_s: float = Field(0.6, ge=0, description="Audio lags scanned (+-) for the audio-visual offset estimate.")
+    offset_step_frames: int = Field(2, ge=1, description="Step of the offset scan in frames.")
+    offset_bias_frames: float = Field(0.0, description="Lag (frames) at which the checkpoint peaks on in-sync footage; subtracted from the estimate.")
+    offset_min_gain: float = Field(0.3, ge=0, description="A shot is rejected for offset only when its peak beats the zero lag by this many logits.")
     max_av_offset_s: float = Field(0.2, ge=0, description="Clips whose audio is globally offset by more are rejected.")
 
 

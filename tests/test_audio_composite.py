@@ -61,7 +61,8 @@ def _clip_rows(video_id: str, track: int, windows, states_of):
 
 
 def _db(num: float, den: float) -> float:
-    return 10 * np.log10(max(num, 1e-20) / max(den, 1e-20))
+    """Energy ratio in dB, floored at -120 dB (exact silence)."""
+    return round(max(-120.0, 10 * np.log10(max(num, 1e-30) / max(den, 1e-30))), 2)
 
 
 def test_speak_audio_suppresses_the_other_voice(composite, settings, artifacts_dir):

@@ -70,11 +70,13 @@ def test_sharding_is_disjoint_and_covering(clips_dir, tiny_cfg):
     cfg = tiny_cfg.data
     per_rank = []
     for rank in range(2):
-        per_rank.append([(int(s["row"]), int(s["start"])) for s in ClipStream(str(clips_dir), cfg, rank=rank, world_size=2, epochs=1)])
+        it = iter(ClipStream(str(clips_dir), cfg, rank=rank, world_size=2, epochs=1))
+        per_rank.append([int(next(it)["row"]) for _ in range(2)])
     plans = [ClipStream(str(clips_dir), cfg, rank=r, world_size=2).epoch_plan(0, r, 2) for r in range(2)]
     a, b = ({(g, r) for g, r in p} for p in plans)
     assert not (a & b) and len(a | b) == 8  # every row exactly once across ranks (row groups are the unit)
-    assert per_rank[0] and per_rank[1]
+    for rank in range(2):  # what a rank yields comes from its own rows
+        assert set(per_rank[rank]) <= {g for g, _ in plans[rank]}
     # different epochs shuffle differently, same epoch is reproducible
     ds = ClipStream(str(clips_dir), cfg)
     assert ds.epoch_plan(0, 0, 1) == ds.epoch_plan(0, 0, 1)
@@ -91,14 +93,14 @@ def test_resume_from_step_is_exact(clips_dir, tiny_cfg, workers):
     full = []
     for i, b in enumerate(make_loader(str(clips_dir), cfg, batch_size=2, num_workers=workers)):
         full.append(_key(b))
-        if i == 6:
+        if i == 4:
             break
     resumed = []
     for i, b in enumerate(make_loader(str(clips_dir), cfg, batch_size=2, num_workers=workers, start_step=3)):
         resumed.append(_key(b))
-        if i == 3:
+        if i == 1:
             break
-    assert resumed == full[3:7]
+    assert resumed == full[3:5]
     assert len({k for batch in full for k in batch}) > 4
 
 

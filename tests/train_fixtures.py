@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+torch.set_num_threads(1)  # the training code's default (base.torch_threads); 2 threads thrash on shared cores
 
 TRAIN_VIDEOS = ["talking_face_1.mp4", "talking_face_2.mp4", "talking_face_3.mp4", "talking_face_4.mp4",
                 "talking_face_5.mp4", "talking_hdtf_aoc.mp4", "talking_hdtf_hill.mp4"]
@@ -94,7 +97,7 @@ def tiny_cfg():
 
     return load_config(overrides={
         "data": {"num_frames": 8, "size_px": 32, "windows_per_clip": 2, "shuffle_buffer": 8},
-        "vae": {"steps": 30, "batch_frames": 32},
+        "vae": {"steps": 10, "batch_frames": 32},
         "model": {"width": 48, "depth": 2, "heads": 2},
         "base": {"steps": 6, "batch_size": 2, "ckpt_every": 3, "log_every": 1, "sample_steps": 4},
         "distill": {"chunk_frames": 2, "sink_chunks": 1, "window_chunks": 2, "ode_pairs": 4, "ode_steps": 3,

@@ -248,15 +248,18 @@ def train_base_ray(cfg: TrainConfig, data_dir: str, out_dir: str, num_workers: i
     ensure_vae(cfg, data_dir, out, log=log)
     ds = ray_clip_dataset(data_dir, cfg.data)
     storage = out / "ray"
+    latest, resumed_from = _latest_ray_checkpoint(storage)
+    runs = len(list(storage.glob("lpm-base-*"))) if storage.exists() else 0
     trainer = TorchTrainer(
         _ray_train_loop,
         train_loop_config={"cfg": cfg.model_dump(), "vae": str(out / "vae.pt")},
         torch_config=TorchConfig(backend="gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=False,
                                                resources_per_worker={"CPU": cpus_per_worker}),
-        run_config=ray.train.RunConfig(name="lpm-base", storage_path=str(storage),
+        run_config=ray.train.RunConfig(name=f"lpm-base-{runs}", storage_path=str(storage),
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
         datasets={"train": ds},
+        resume_from_checkpoint=ray.train.Checkpoint.from_directory(str(latest)) if latest else None,
     )
     t0 = time.monotonic()
     result = trainer.fit()
@@ -267,5 +270,18 @@ def train_base_ray(cfg: TrainConfig, data_dir: str, out_dir: str, num_workers: i
         final = int(st["step"])
         if final >= cfg.base.steps:
             save_atomic({"model": st["model"], "config": cfg.model_dump(), "steps": final}, out / "base.pt")
-    return {"metrics": dict(result.metrics or {}), "checkpoint_step": final, "seconds": time.monotonic() - t0,
-            "storage": str(storage)}
+    return {"metrics": dict(result.metrics or {}), "checkpoint_step": final, "resumed_from": resumed_from,
+            "seconds": time.monotonic() - t0, "storage": str(storage)}
+
+
+def _latest_ray_checkpoint(storage: Path) -> tuple[Path | None, int]:
+    """The checkpoint directory with the highest step among earlier runs under storage (resume point)."""
+    best, step = None, 0
+    for p in storage.glob("lpm-base-*/**/state.pt") if storage.exists() else []:
+        try:
+            s = int(load_state(p)["step"])
+        except Exception:  # noqa: BLE001 - a half-written checkpoint is skipped
+            continue
+        if s > step:
+            best, step = p.parent, s
+    return best, step

@@ -148,6 +148,9 @@ class ClipStream(IterableDataset):
 
     def __iter__(self):
         worker, nworkers = self._worker()
+        # DataLoader always asks worker 0 first; on resume at step s the next batch belongs to logical
+        # worker s % nworkers, so physical worker w plays logical worker (w + s) % nworkers
+        worker = (worker + self.start_step) % nworkers
         shard, nshards = self.rank * nworkers + worker, self.world_size * nworkers
         skip = self._skip_count(worker, nworkers)
         mel = CausalMel(self.cfg)

@@ -213,6 +213,7 @@ class DecodedClip:
     text: np.ndarray
     text_mask: float
     refs: list[np.ndarray]
+    feats: dict | None = None  # causal mel of the whole clip per stream, computed once on first use
 
 
 def decode_row(row: dict, cfg: DataConfig) -> DecodedClip:
@@ -252,16 +253,19 @@ def make_sample(clip: DecodedClip, cfg: DataConfig, rng: np.random.Generator, me
     weight = valid.astype(np.float32)
     states = clip.states[idx_c]
     weight[states == STATES["discard"]] = 0.0
-    spf = mel.samples_per_frame
+    if clip.feats is None:
+        # causal features: those of frames start..start+T-1 of the whole clip equal a window computed with
+        # the preceding audio as history, so one pass per clip serves every window cut from it
+        clip.feats = {name: (mel.frames(audio, n + T) if audio is not None else None)
+                      for name, audio in (("speak", clip.speak), ("listen", clip.listen))}
     feats, masks = {}, {}
-    for name, audio in (("speak", clip.speak), ("listen", clip.listen)):
-        if audio is None:
+    for name in ("speak", "listen"):
+        full = clip.feats[name]
+        if full is None:
             feats[name] = np.zeros((T, mel.dim), dtype=np.float32)
             masks[name] = 0.0
             continue
-        s0 = start * spf
-        seg = audio[s0: s0 + T * spf]
-        f = mel.frames(seg, T, history=audio[max(0, s0 - mel.win): s0])
+        f = full[start: start + T].copy()
         f[~valid] = 0.0
         feats[name] = f
         masks[name] = 1.0

@@ -118,9 +118,9 @@ def train_vae(cfg: TrainConfig, batches, log=print) -> tuple[VideoVAE, dict]:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        hist.append(float(loss))
+        hist.append(loss.item())
         if step % 50 == 0 or step == cfg.vae.steps - 1:
-            log(f"vae step {step} loss {float(loss):.4f} mse {parts['mse']:.4f}")
+            log(f"vae step {step} loss {loss.item():.4f} mse {parts['mse']:.4f}")
     vae.eval()
     with torch.no_grad():
         x = frames_batch()

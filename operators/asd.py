@@ -1,0 +1,307 @@
+"""Conversation stage (STAGE "conversation"): per person clip, per frame speak / listen / idle / discard.
+
+Runs after the people stage (one clip per person track and window, with ``frame_boxes``) and the
+separation stage (``task.scratch["vocals"][shot_index]``: 16 kHz mono vocals of the kept shot as FLAC,
+starting at the shot's ``start_s``). For each clip:
+
+1. frames at the clip's rate (25 fps) and the face boxes mapped from source to clip pixels;
+2. MediaPipe landmarks (models/landmarks.py) per frame -> ``mouth_open`` and mouth motion;
+3. LR-ASD (models/lr_asd.py) on the demo's face crops and the 13-MFCC audio front end, six window
+   lengths averaged -> ``speak_scores``; the same visual embeddings are re-scored with the audio shifted
+   by a range of lags -> an audio-visual offset estimate (``av_offset_s``) and a per-frame sync evidence
+   (score with the heard audio minus the score with far-shifted audio; clip mean -> ``sync_score``);
+4. Silero VAD on the vocals -> ``speech_prob``.
+
+Then all clips of a shot are put on one time grid and decided together (operators/states.py): at each
+moment only people whose mouths follow the audio may speak. Shots whose audio is globally offset beyond
+``conversation.max_av_offset_s`` lose their clips (reject reason ``av_offset``). Clips whose media
+cannot be read are dropped with the media error's reason. See docs/CONVERSATION.md.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from operators.base import Deadline, Operator, Resources, VideoTask
+from operators.clipmedia import read_clip_audio, read_clip_frames
+from operators.media import MediaError, decode_flac
+from operators import states as st
+
+log = logging.getLogger(__name__)
+STAGE = "conversation"
+SR = 16000
+
+
+def clip_face_boxes(clip: dict, n: int) -> np.ndarray:
+    """[n, 4] face boxes in clip pixels from frame_boxes (source pixels) and crop_box; NaN where unknown."""
+    out = np.full((n, 4), np.nan, np.float32)
+    fb = clip.get("frame_boxes")
+    if not fb:
+        return out
+    b = np.asarray([x if x is not None else [np.nan] * 4 for x in fb], np.float64).reshape(-1, 4)
+    crop = clip.get("crop_box")
+    w = clip.get("clip_width")
+    if crop is not None and w:
+        x0, y0, x1, _ = (float(v) for v in crop)
+        s = float(w) / max(1e-6, x1 - x0)
+        b = (b - np.array([x0, y0, x0, y0])) * s
+    m = min(n, len(b))
+    out[:m] = b[:m]
+    if m and m < n:  # the media has a frame more than the boxes: hold the last box
+        out[m:] = out[m - 1]
+    return out
+
+
+def median_boxes(boxes: np.ndarray, k: int = 13) -> np.ndarray:
+    """Centre and size median-filtered over k frames (the demo smooths its tracks the same way)."""
+    from scipy.signal import medfilt
+
+    b = boxes.astype(np.float64).copy()
+    ok = np.all(np.isfinite(b), axis=1)
+    if ok.sum() < 3:
+        return boxes
+    idx = np.arange(len(b))
+    for c in range(4):
+        b[:, c] = np.interp(idx, idx[ok], b[ok, c])
+    k = min(k, (len(b) // 2) * 2 - 1) if len(b) > 2 else 1
+    if k >= 3:
+        cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+        s = np.maximum(b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]) / 2
+        cx, cy, s = medfilt(cx, k), medfilt(cy, k), medfilt(s, k)
+        b = np.column_stack([cx - s, cy - s, cx + s, cy + s])
+    b[~ok] = np.nan if ok.sum() == 0 else b[~ok]
+    return b.astype(np.float32)
+
+
+def vad_to_frames(probs: np.ndarray, n: int, fps: float, offset_s: float = 0.0, window_s: float = 512 / SR) -> np.ndarray:
+    """Silero window probabilities (window i covers [i, i+1) * window_s) sampled at frame centres."""
+    t = offset_s + (np.arange(n) + 0.5) / fps
+    i = np.clip((t / window_s).astype(np.int64), 0, max(0, len(probs) - 1))
+    return probs[i].astype(np.float32) if len(probs) else np.zeros(n, np.float32)
+
+
+def fit(x: np.ndarray, n: int) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x[:n] if len(x) >= n else np.concatenate([x, np.zeros(n - len(x), np.float32)])
+
+
+@dataclass
+class ClipAnalysis:
+    n: int
+    speak: np.ndarray      # [n] LR-ASD logits
+    visual: np.ndarray     # [n] visual-only logits
+    sync: np.ndarray       # [n] sync evidence (speak - far-shift mean)
+    mouth_open: np.ndarray  # [n]
+    motion: np.ndarray     # [n]
+    lag_curve: np.ndarray  # [L] mean score per lag over the frames where the mouth moves during speech
+    lag_weight: float      # number of frames that went into lag_curve
+
+
+class ConversationOperator(Operator):
+    name = STAGE
+    reads = ("video", "shots", "clips")
+    writes = ("clips", "rejects")
+    resources = Resources(num_cpus=1.0, memory_mb=2048)
+
+    def setup(self) -> None:
+        import torch
+
+        from models.landmarks import FaceLandmarker
+        from models.lr_asd import ASDScorer, resolve_checkpoint, load_lr_asd
+        from models.vad import SileroVAD
+
+        cfg = self.settings.conversation
+        torch.set_num_threads(max(1, int(cfg.torch_threads)))
+        self.asd_model = resolve_checkpoint(self.settings, cfg.asd_checkpoint)
+        self.scorer = ASDScorer(load_lr_asd(self.asd_model.path), windows_s=cfg.windows_s)
+        self.landmarker = FaceLandmarker.from_settings(self.settings, num_faces=2)
+        self.vad = SileroVAD.load(self.settings)
+
+    # ------------------------------------------------------------------------------------------ params
+    def params(self) -> st.StateParams:
+        c = self.settings.conversation
+        return st.StateParams(
+            fps=25.0, speak_threshold=c.speak_threshold, speak_hysteresis=c.speak_hysteresis,
+            vad_threshold=c.vad_threshold, vad_hysteresis=c.vad_hysteresis, min_speech_gap_s=c.min_speech_gap_s,
+            sync_threshold=c.sync_threshold, cross_margin=c.cross_margin, sync_weight=c.sync_weight,
+            motion_threshold=c.motion_threshold, smooth_frames=c.smooth_frames, sync_smooth_frames=c.sync_smooth_frames,
+            min_segment_s=c.min_segment_s, use_sync=c.sync)
+
+    def lags(self) -> np.ndarray:
+        c = self.settings.conversation
+        k = int(round(c.offset_scan_s * 25.0))
+        step = max(1, int(c.offset_step_frames))
+        return np.arange(-(k // step) * step, k + 1, step)
+
+    # ---------------------------------------------------------------------------------------- analysis
+    def analyse(self, frames: np.ndarray, audio: np.ndarray, boxes: np.ndarray, speech: np.ndarray) -> ClipAnalysis:
+        """Signals of one clip. frames [T, H, W, 3] RGB at 25 fps, audio 16 kHz mono from frame 0, boxes [T, 4]
+        clip pixels (NaN rows unknown), speech [T] VAD probabilities."""
+        from models.landmarks import mouth_openness
+        from models.lr_asd import crop_faces, mfcc
+
+        cfg = self.settings.conversation
+        n = len(frames)
+        track = self.landmarker.track(frames, 25.0, target_boxes=[None if not np.all(np.isfinite(b)) else b for b in boxes],
+                                      every=cfg.landmark_every)
+        mo = mouth_openness(track)
+        if cfg.landmark_every > 1:
+            ok = np.isfinite(mo)
+            if ok.sum() >= 2:
+                idx = np.arange(n)
+                mo = np.interp(idx, idx[ok], mo[ok]).astype(np.float32)
+        # boxes: from the people stage; where it has none, from the landmarks (detector-like: forehead added)
+        lm_boxes = np.array([f.box if f is not None else [np.nan] * 4 for f in track], np.float32)
+        if len(lm_boxes):
+            lm_boxes[:, 1] -= 0.12 * (lm_boxes[:, 3] - lm_boxes[:, 1])
+        missing = ~np.all(np.isfinite(boxes), axis=1)
+        boxes = boxes.copy()
+        boxes[missing] = lm_boxes[missing]
+        have_face = np.all(np.isfinite(boxes), axis=1)
+        faces = crop_faces(frames, median_boxes(boxes), cfg.crop_scale)
+        cache = self.scorer.embed(faces)
+        feats = mfcc(audio)
+        s0 = self.scorer.score_cached(cache, feats)
+        s0[~have_face] = np.nan
+        visual = self.scorer.visual_scores(cache).copy()
+        visual[~have_face] = np.nan
+        motion = st.mouth_motion(mo, 25.0, cfg.mouth_window_s)
+        lags = self.lags()
+        lag_scores = []
+        for k in lags:
+            lag_scores.append(s0 if k == 0 else self.scorer.score_cached(cache, feats, int(k), windows=cfg.sync_windows_s))
+        lag_scores = np.stack(lag_scores) if len(lags) else np.zeros((0, n))
+        far = [self.scorer.score_cached(cache, feats, int(sgn * k), windows=cfg.sync_windows_s)
+               for k in cfg.sync_far_frames for sgn in (-1, 1)]
+        base = np.nanmean(np.stack(far), axis=0) if far else np.zeros(n)
+        s0_sync = s0 if tuple(cfg.sync_windows_s) == tuple(cfg.windows_s) else self.scorer.score_cached(cache, feats, 0, windows=cfg.sync_windows_s)
+        sync = s0_sync - base
+        sync[~have_face] = np.nan
+        sel = (np.asarray(speech) > cfg.vad_threshold) & (np.nan_to_num(motion) > cfg.motion_threshold) & have_face
+        if len(lags) and sel.sum() >= 5:
+            curve = np.array([np.nanmean(ls[sel]) for ls in lag_scores])
+        else:
+            curve = np.full(len(lags), np.nan)
+        return ClipAnalysis(n, s0, visual, sync, mo, motion, curve, float(sel.sum()))
+
+    def offset_of(self, curve: np.ndarray) -> tuple[float, float]:
+        """(offset_s, gain): the lag where the curve peaks, corrected by the checkpoint's bias, and how much
+        higher the peak is than the score at the model's own zero."""
+        cfg = self.settings.conversation
+        lags = self.lags()
+        if not len(curve) or not np.isfinite(curve).any():
+            return float("nan"), 0.0
+        i = int(np.nanargmax(curve))
+        zero = int(np.argmin(np.abs(lags - cfg.offset_bias_frames)))
+        off = (float(lags[i]) - cfg.offset_bias_frames) / 25.0
+        return off, float(curve[i] - curve[zero])
+
+    # ----------------------------------------------------------------------------------------- process
+    def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:
+        cfg = self.settings.conversation
+        timeout = deadline.timeout_for(self.settings.run.subprocess_timeout_s)
+        vocals = task.scratch.get("vocals") or {}
+        shots = {s["shot_index"]: s for s in task.shots}
+        by_shot: dict[int, list[dict]] = {}
+        for c in list(task.clips):
+            by_shot.setdefault(int(c.get("shot_index", -1)), []).append(c)
+        counts = {"clips": 0, "dropped": 0, "offset_rejected": 0}
+        for shot_index, clips in sorted(by_shot.items()):
+            deadline.check("conversation")
+            shot = shots.get(shot_index, {})
+            shot_audio = None
+            if shot_index in vocals:
+                try:
+                    shot_audio = decode_flac(vocals[shot_index], SR, timeout)
+                except MediaError as exc:
+                    log.warning("vocals of shot %s unreadable (%s); using clip audio", shot_index, exc)
+            shot_t0 = float(shot.get("start_s", min(float(c["start_s"]) for c in clips)))
+            shot_probs = self.vad.speech_probabilities(shot_audio) if shot_audio is not None else None
+            results: list[tuple[dict, ClipAnalysis, np.ndarray]] = []
+            for c in clips:
+                deadline.check("conversation")
+                try:
+                    frames = read_clip_frames(c, timeout_s=timeout)
+                    if len(frames) == 0:
+                        raise MediaError("video_decode_error", "clip has no frames")
+                    n = len(frames)
+                    off = float(c["start_s"]) - shot_t0
+                    if shot_audio is not None:
+                        a0 = max(0, int(round(off * SR)))
+                        audio = fit(shot_audio[a0:], int(round(n / 25.0 * SR)))
+                        speech = vad_to_frames(shot_probs, n, 25.0, off)
+                    else:
+                        audio = fit(read_clip_audio(c, SR, timeout_s=timeout), int(round(n / 25.0 * SR)))
+                        speech = vad_to_frames(self.vad.speech_probabilities(audio), n, 25.0)
+                    boxes = clip_face_boxes(c, n)
+                    res = self.analyse(frames, audio, boxes, speech)
+                except MediaError as exc:
+                    task.drop_clip(c, STAGE, exc.reason, str(exc))
+                    counts["dropped"] += 1
+                    continue
+                results.append((c, res, speech))
+            if results:
+                self._decide_shot(task, results, counts)
+        task.record_provenance("conversation", STAGE, f"{self.asd_model.name}+mediapipe-face-landmarker+silero-vad",
+                               self.asd_model.digest, {**cfg.model_dump(mode="json"), "vad_sha256": self.vad.sha256,
+                                                       "landmarker_sha256": self.landmarker.digest})
+        task.scratch["conversation_counts"] = counts
+        return task
+
+    def _decide_shot(self, task: VideoTask, results: list[tuple[dict, ClipAnalysis, np.ndarray]], counts: dict) -> None:
+        cfg = self.settings.conversation
+        fps = 25.0
+        t0 = min(float(c["start_s"]) for c, _, _ in results)
+        starts = [int(round((float(c["start_s"]) - t0) * fps)) for c, _, _ in results]
+        T = max(s + r.n for s, (_, r, _) in zip(starts, results))
+        speech_grid = np.full((len(results), T), np.nan)
+        people = []
+        for i, (s, (c, r, sp)) in enumerate(zip(starts, results)):
+            speech_grid[i, s:s + r.n] = sp
+            g = lambda x: _place(x, s, T)  # noqa: E731
+            people.append(st.PersonSignals(g(r.speak), g(r.motion), g(r.sync)))
+        speech = np.nan_to_num(np.nanmax(np.where(np.isfinite(speech_grid), speech_grid, -1.0), axis=0), nan=0.0).clip(0, 1)
+        # clips of different tracks that do not overlap in time still share the grid; a person absent at a
+        # time has NaN speak there and is simply not a candidate
+        codes = st.decide_states(people, speech, self.params())
+        # global audio-visual offset of the shot: lag curves pooled over the people whose mouths move with speech
+        curves = [(r.lag_curve, r.lag_weight) for _, r, _ in results if r.lag_weight > 0 and np.isfinite(r.lag_curve).any()]
+        shot_off, shot_gain = float("nan"), 0.0
+        if curves:
+            w = np.array([wt for _, wt in curves])
+            pooled = np.nansum(np.stack([cv * wt for cv, wt in curves]), axis=0) / w.sum()
+            shot_off, shot_gain = self.offset_of(pooled)
+        offset_bad = (np.isfinite(shot_off) and abs(shot_off) > cfg.max_av_offset_s and shot_gain >= cfg.offset_min_gain)
+        for (c, r, sp), s, code in zip(results, starts, codes):
+            cc = code[s:s + r.n]
+            off, _ = self.offset_of(r.lag_curve)
+            moving_speech = (np.asarray(sp) > cfg.vad_threshold) & (np.nan_to_num(r.motion) > cfg.motion_threshold)
+            sync_vals = r.sync[moving_speech & np.isfinite(r.sync)]
+            c.update({
+                "frame_states": st.to_labels(cc),
+                "speak_scores": _list(r.speak),
+                "speech_prob": _list(sp),
+                "mouth_open": _list(r.mouth_open),
+                "segments": st.segments(cc, fps, float(c["start_s"])),
+                "clip_class": st.clip_class(cc),
+                "state_shares": st.state_shares(cc),
+                "sync_score": float(np.mean(sync_vals)) if len(sync_vals) else None,
+                "av_offset_s": off if np.isfinite(off) else None,
+            })
+            counts["clips"] += 1
+            if offset_bad:
+                task.drop_clip(c, STAGE, "av_offset", f"audio offset {shot_off:+.2f} s in this shot (gain {shot_gain:.2f} logit; "
+                               f"limit {cfg.max_av_offset_s:.2f} s)")
+                counts["offset_rejected"] += 1
+
+
+def _place(x: np.ndarray, s: int, T: int) -> np.ndarray:
+    out = np.full(T, np.nan)
+    out[s:s + len(x)] = x
+    return out
+
+
+def _list(x: np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(x, np.float64)]
