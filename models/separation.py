@@ -18,7 +18,6 @@ own mean/std and rescaled after (as ``demucs.separate`` does for a whole track).
 """
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,8 +27,6 @@ from typing import Any
 import numpy as np
 
 from models.registry import MissingModelError, ResolvedModel, user_model
-
-log = logging.getLogger("lpm.separation")
 
 VOCALS = "vocals"
 

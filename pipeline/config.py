@@ -34,7 +34,8 @@ class RunSettings(Section):
     max_video_s: float = Field(4 * 3600.0, gt=0, description="Longer inputs are rejected as 'too_long' (bounds model time per item).")
     num_cpus: float | None = Field(None, gt=0, description="CPUs for an embedded local Ray (None: all). Ignored with --address.")
     stage_cpus: float | None = Field(None, gt=0, description="Logical CPUs per stage actor; None: the operator's default, scaled so all stages fit the cluster.")
-    stage_concurrency: int = Field(1, ge=1, description="Actors per stage.")
+    stage_concurrency: int = Field(1, ge=1, description="Actors per stage (per stage group).")
+    fuse_stages: bool | None = Field(None, description="Run all stages in one actor (True) or one actor pool per stage (False); None: fuse when the cluster has fewer than 2 CPUs per stage.")
     resume: bool = Field(True, description="Skip videos already finished in the output folder with the same config hash.")
     verbose: bool = False
 

@@ -76,11 +76,12 @@ def run_local(uris: list[str], settings: Settings, store: OutputStore) -> list[d
 
 # ----------------------------------------------------------------------------- Ray Data run
 class _StageActor:
-    """Ray Data callable class wrapping one operator (setup once per actor)."""
+    """Ray Data callable class wrapping one group of consecutive operators (models set up once per actor)."""
 
-    def __init__(self, op_index: int, settings_json: str, out_uri: str, first: bool):
+    def __init__(self, op_indices: list[int], settings_json: str, out_uri: str, first: bool):
         self.settings = settings_from_json(settings_json)
-        self.op = build_operators(self.settings)[op_index]
+        ops = build_operators(self.settings)
+        self.ops = [ops[i] for i in op_indices]
         self.first = first
         self.store = OutputStore(out_uri) if first else None
         self.config_hash = self.settings.config_hash()
@@ -92,9 +93,11 @@ class _StageActor:
         out_tasks = []
         for row in rows:
             task = pickle.loads(row["task"]) if row.get("task") else VideoTask(uri=row["uri"])
-            if task.status == "ok":
-                task = run_operator(self.op, task, self.settings.run.item_timeout_s)
-                if self.first and task.ok and self.settings.run.resume and self.store.is_done(task.video_id, self.config_hash):
+            for j, op in enumerate(self.ops):
+                if task.status != "ok":
+                    break
+                task = run_operator(op, task, self.settings.run.item_timeout_s)
+                if self.first and j == 0 and task.ok and self.settings.run.resume and self.store.is_done(task.video_id, self.config_hash):
                     task.status = "skipped"
             out_tasks.append(task)
         return pa.table({
@@ -118,10 +121,22 @@ def _write_batch(batch, out_uri: str, settings_json: str):
     return pa.table({"receipt": receipts})
 
 
-def _stage_cpus(operators, settings: Settings, cluster_cpus: float) -> list[float]:
+def stage_groups(operators, settings: Settings, cluster_cpus: float) -> list[list[int]]:
+    """Which operators share an actor. Fused (one actor runs every stage in turn) on small machines, where a
+    separate actor pool per stage would spend more on idle actors and worker start-up than on work; one
+    pool per stage on clusters, so each stage scales on its own."""
+    fuse = settings.run.fuse_stages
+    if fuse is None:
+        fuse = cluster_cpus < 2 * len(operators)
+    if fuse:
+        return [list(range(len(operators)))]
+    return [[i] for i in range(len(operators))]
+
+
+def _stage_cpus(groups, operators, settings: Settings, cluster_cpus: float) -> list[float]:
     if settings.run.stage_cpus:
-        return [settings.run.stage_cpus for _ in operators]
-    want = [op.resources.num_cpus for op in operators]
+        return [settings.run.stage_cpus for _ in groups]
+    want = [sum(operators[i].resources.num_cpus for i in g) for g in groups]
     budget = 0.8 * cluster_cpus / settings.run.stage_concurrency - 0.1  # leave room for the writer task
     total = sum(want)
     if total > budget > 0:
@@ -151,16 +166,18 @@ def run_ray(uris: list[str], settings: Settings, out_uri: str, address: str | No
         ctx.verbose_stats_logs = False
         cluster_cpus = float(ray.cluster_resources().get("CPU", 2))
         ops = build_operators(settings)
-        cpus = _stage_cpus(ops, settings, cluster_cpus)
+        groups = stage_groups(ops, settings, cluster_cpus)
+        cpus = _stage_cpus(groups, ops, settings, cluster_cpus)
         sjson = settings.to_json()
         ds = ray.data.from_items([{"uri": u, "video_id": "", "task": b""} for u in uris],
                                  override_num_blocks=max(1, min(len(uris), 1000)))
-        for i, (op, c) in enumerate(zip(ops, cpus)):
+        for k, (group, c) in enumerate(zip(groups, cpus)):
+            gpus = max(ops[i].resources.num_gpus for i in group)
             ds = ds.map_batches(
                 _StageActor, batch_size=1, batch_format="pyarrow",
-                fn_constructor_kwargs={"op_index": i, "settings_json": sjson, "out_uri": out_uri, "first": i == 0},
-                compute=ray.data.ActorPoolStrategy(size=settings.run.stage_concurrency), num_cpus=c, num_gpus=op.resources.num_gpus or None,
-                memory=op.resources.memory_mb * 1024 * 1024,
+                fn_constructor_kwargs={"op_indices": group, "settings_json": sjson, "out_uri": out_uri, "first": k == 0},
+                compute=ray.data.ActorPoolStrategy(size=settings.run.stage_concurrency), num_cpus=c, num_gpus=gpus or None,
+                memory=max(ops[i].resources.memory_mb for i in group) * 1024 * 1024,
             )
         ds = ds.map_batches(_write_batch, batch_size=1, batch_format="pyarrow", num_cpus=0.05,
                             fn_kwargs={"out_uri": out_uri, "settings_json": sjson})

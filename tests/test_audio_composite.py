@@ -67,14 +67,14 @@ def _db(num: float, den: float) -> float:
 
 def test_speak_audio_suppresses_the_other_voice(composite, settings, artifacts_dir):
     from operators.audio import AudioTracksOperator, SeparationOperator
-    from operators.base import run_operator
+    from operators.base import VideoTask, run_operator
     from operators.media import decode_audio, decode_flac
     from operators.probe import ProbeOperator
     from schemas.tables import to_table
 
     path, da, db = composite
     total = da + db
-    task = run_operator(ProbeOperator(settings), __import__("operators.base", fromlist=["VideoTask"]).VideoTask(uri=str(path)), 120)
+    task = run_operator(ProbeOperator(settings), VideoTask(uri=str(path)), 120)
     assert task.ok and task.video["has_audio"], task.rejects
     vid = task.video_id
     task.shots = [{"shot_index": 0, "start_frame": 0, "end_frame": int(round(total * FPS)), "start_s": 0.0, "end_s": total,

@@ -72,3 +72,18 @@ def test_every_registered_stage_declares_resources():
     for cls in STAGES:
         assert cls.resources.num_cpus > 0, cls
         assert cls.name and cls.name != "operator", cls
+
+
+def test_stages_fuse_on_small_machines_and_split_on_clusters(settings):
+    from pipeline.runner import _stage_cpus, stage_groups
+    from pipeline.stages import build_operators
+
+    ops = build_operators(settings)
+    small = stage_groups(ops, settings, cluster_cpus=2)
+    assert small == [list(range(len(ops)))]
+    assert sum(_stage_cpus(small, ops, settings, 2)) <= 0.8 * 2
+    big = stage_groups(ops, settings, cluster_cpus=64)
+    assert big == [[i] for i in range(len(ops))]
+    settings.run.fuse_stages = False
+    split = stage_groups(ops, settings, cluster_cpus=2)
+    assert len(split) == len(ops) and sum(_stage_cpus(split, ops, settings, 2)) <= 0.8 * 2
