@@ -57,7 +57,7 @@ class WhisperASR:
 
     def __init__(self, model_dir: str | os.PathLike, compute_type: str = "int8", cpu_threads: int = 1,
                  beam_size: int = 5, vad_filter: bool = True, language: str | None = None,
-                 condition_on_previous_text: bool = False):
+                 condition_on_previous_text: bool = False, temperature_fallback: bool = False, seed: int = 0):
         d = Path(model_dir)
         if not (d / "model.bin").is_file():
             raise MissingModelError("whisper", d / "model.bin", "is missing (a CTranslate2 Whisper directory)")
@@ -74,7 +74,12 @@ class WhisperASR:
         self.vad_filter = vad_filter
         self.language = language
         self.condition_on_previous_text = condition_on_previous_text
-        self.params = {"compute_type": compute_type, "beam_size": beam_size, "vad_filter": vad_filter,
+        # Whisper's fallback re-decodes failed windows by sampling at rising temperatures. CTranslate2's
+        # sampling RNG lives in its worker threads: seeding makes a process's sequence of calls
+        # repeatable, not each call, so the fallback is off by default (beam search: same input, same words)
+        self.temperatures = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if temperature_fallback else (0.0,)
+        self.seed = seed
+        self.params = {"temperatures": list(self.temperatures), "seed": seed, "compute_type": compute_type, "beam_size": beam_size, "vad_filter": vad_filter,
                        "language": language, "condition_on_previous_text": condition_on_previous_text,
                        "multilingual": bool(self.model.model.is_multilingual)}
 
@@ -84,8 +89,11 @@ class WhisperASR:
         dur = len(audio) / SAMPLE_RATE
         if dur <= 0.05:
             return Transcript([], self.language, None)
+        import ctranslate2
+
+        ctranslate2.set_random_seed(self.seed)
         segments, info = self.model.transcribe(
-            audio, language=self.language, beam_size=self.beam_size, word_timestamps=True,
+            audio, language=self.language, beam_size=self.beam_size, word_timestamps=True, temperature=list(self.temperatures),
             vad_filter=self.vad_filter, condition_on_previous_text=self.condition_on_previous_text)
         words: list[Word] = []
         spans: list[tuple[float, float]] = []
@@ -261,7 +269,7 @@ def load_asr(settings) -> WhisperASR:
                                 "is not configured (audio.asr / audio.whisper_model_dir)")
     return WhisperASR(resolve_model_dir(cfg.whisper_model_dir, settings), compute_type=cfg.asr_compute_type,
                       cpu_threads=cfg.asr_threads, beam_size=cfg.asr_beam_size, vad_filter=cfg.asr_vad_filter,
-                      language=cfg.language)
+                      language=cfg.language, temperature_fallback=cfg.asr_temperature_fallback)
 
 
 def load_aligner(settings) -> CTCAligner | None:

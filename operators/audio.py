@@ -339,6 +339,7 @@ class AudioTracksOperator(Operator):
             log.warning("%s: %d clips without frame_states (conversation stage not run): no speak/listen audio",
                         task.video_id, counts["no_frame_states"])
         self._record(task, dict(counts))
+        task.scratch.pop("vocals", None)  # consumed: later stages need not carry the shot audio along
         return task
 
     def _transcribe(self, voc: np.ndarray, s0: float, clips: list[dict], deadline: Deadline,

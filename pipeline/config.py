@@ -188,6 +188,7 @@ class AudioSettings(Section):
     asr_threads: int = Field(1, ge=1, description="CTranslate2 CPU threads per worker.")
     asr_beam_size: int = Field(5, ge=1)
     asr_vad_filter: bool = Field(True, description="faster-whisper's Silero VAD skips non-speech before decoding.")
+    asr_temperature_fallback: bool = Field(False, description="True: Whisper's fallback re-decodes failed windows by sampling at rising temperatures (better on hard audio, but not reproducible run to run); False: beam search only, deterministic.")
     ctc_model_dir: str | None = Field(None, description="Local transformers CTC model directory (wav2vec2-style, character vocabulary): word times are refined by torchaudio forced alignment. None: Whisper's own word times.")
     max_sentence_pause_s: float = Field(1.0, gt=0, description="A pause between words longer than this ends a sentence segment.")
     max_sentence_s: float = Field(15.0, gt=0, description="Sentence segments are cut at this length.")
