@@ -10,8 +10,10 @@ from conftest import ffmpeg
 ODD_NAMES = ["with space.mp4", "quote's \"double\".mp4", "$(touch pwned).mp4", "ünïcødé 视频.mp4", "-leading-dash.mp4"]
 
 
-def make_good(src: Path, dst: Path, seconds: float = 4.0) -> Path:
-    ffmpeg("-i", str(src), "-t", f"{seconds}", "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac", str(dst))
+def make_good(src: Path, dst: Path, seconds: float = 3.6, height: int = 360, start_s: float = 0.0) -> Path:
+    """A short, small re-encode of a real clip (keeps full-pipeline tests cheap)."""
+    ffmpeg("-ss", f"{start_s}", "-i", str(src), "-t", f"{seconds}", "-vf", f"scale=-2:{height}", "-c:v", "libx264",
+           "-preset", "veryfast", "-c:a", "aac", str(dst))
     return dst
 
 

@@ -95,7 +95,7 @@ class BaseConfig(Section):
     ckpt_every: int = Field(100, ge=1)
     log_every: int = Field(10, ge=1)
     loader_workers: int = Field(0, ge=0, description="torch DataLoader workers (0: in the training process).")
-    sample_steps: int = Field(24, ge=2, description="Euler steps of the teacher's full sampler.")
+    sample_steps: int = Field(32, ge=2, description="Euler steps of the teacher's full sampler.")
     cfg_scale: float = Field(2.0, ge=1.0, description="Guidance on text + speak + listen audio (all dropped = unconditional).")
     seed: int = 0
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads per training process (1: best on small shared machines).")
@@ -105,7 +105,7 @@ class DistillConfig(Section):
     chunk_frames: int = Field(4, ge=1, description="Latent frames per streaming chunk (paper: 1 s at 24 fps).")
     sink_chunks: int = Field(1, ge=0, description="First chunks kept in the KV cache forever (paper: 3).")
     window_chunks: int = Field(2, ge=1, description="Most recent chunks kept in the KV cache (paper: 2).")
-    student_timesteps: list[float] = Field(default_factory=lambda: [1.0, 2.0 / 3.0, 1.0 / 3.0],
+    student_timesteps: list[float] = Field(default_factory=lambda: [1.0, 0.5],
                                            description="Noise levels of the student's few-step sampler (predict x0, re-noise to the next).")
     ode_pairs: int = Field(64, ge=1, description="Teacher ODE trajectories generated for the regression stage.")
     ode_steps: int = Field(150, ge=0)

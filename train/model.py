@@ -86,23 +86,31 @@ class Block(nn.Module):
         out = F.scaled_dot_product_attention(q, self._heads(k), self._heads(v), attn_mask=mask)
         return proj(self._merge(out))
 
-    def forward(self, x, temb, rope_q, rope_k, self_mask, text, audio, audio_mask, ctx_kv=None):
-        """x [B,N,D]; temb [B,N,D]; rope_q for x, rope_k for (ctx_kv keys + x); self_mask bool broadcastable
-        to [B,H,N,Nk] or None; ctx_kv: cached (k, v) [B,H,Nc,dh] (unrotated) that x also attends.
+    def forward(self, x, temb, rope, self_mask, text, audio, audio_mask, ctx_kv=None):
+        """x [B,N,D]; temb [B,G,D] per group of N/G consecutive tokens (one latent frame); rope: (cos, sin)
+        of x's positions; self_mask bool broadcastable to [B,H,N,Nk] or None; ctx_kv: cached (k, v)
+        [B,H,Nc,dh], keys already rotated, that x also attends (before its own keys).
         Returns (x, (k, v)) where k, v are this call's own keys/values (unrotated) for caching."""
-        sh1, sc1, g1, sh2, sc2, g2 = self.ada(temb).chunk(6, dim=-1)
-        h = self.norm1(x) * (1 + sc1) + sh1
+        sh1, sc1, g1, sh2, sc2, g2 = (m[:, :, None] for m in self.ada(temb).chunk(6, dim=-1))
+        B, N, D = x.shape
+        G = temb.shape[1]
+
+        def grp(t):
+            return t.view(B, G, N // G, D)
+
+        h = (grp(self.norm1(x)) * (1 + sc1) + sh1).view(B, N, D)
         q, k, v = self.qkv(h).chunk(3, dim=-1)
         q, k, v = self.q_norm(self._heads(q)), self.k_norm(self._heads(k)), self._heads(v)
         own = (k, v)
+        k = apply_rope(k, rope)
         if ctx_kv is not None:
             k = torch.cat([ctx_kv[0], k], dim=2)
             v = torch.cat([ctx_kv[1], v], dim=2)
-        att = F.scaled_dot_product_attention(apply_rope(q, rope_q), apply_rope(k, rope_k), v, attn_mask=self_mask)
-        x = x + g1 * self.proj(self._merge(att))
+        att = F.scaled_dot_product_attention(apply_rope(q, rope), k, v, attn_mask=self_mask)
+        x = x + (g1 * grp(self.proj(self._merge(att)))).view(B, N, D)
         x = x + self._cross(x, text, None, self.norm_t, self.t_q, self.t_kv, self.t_proj)
         x = x + self._cross(x, audio, audio_mask, self.norm_a, self.a_q, self.a_kv, self.a_proj)
-        x = x + g2 * self.mlp(self.norm2(x) * (1 + sc2) + sh2)
+        x = x + (g2 * grp(self.mlp((grp(self.norm2(x)) * (1 + sc2) + sh2).view(B, N, D)))).view(B, N, D)
         return x, own
 
 
@@ -208,12 +216,12 @@ class LPMDiT(nn.Module):
         frames = torch.arange(T)
         vid_pos = self.frame_pos(frames)
         xv = self.patch_in(self.patchify(z))
-        tv = t.repeat_interleave(self.tpf, dim=1)
+        Pf = P // self.tpf  # prefix frames (first frame + references)
         nan_p = torch.full((P,), float("nan"))
         fr_tok = frames.float().repeat_interleave(self.tpf)
         if not causal:
             x = torch.cat([ctok["prefix"], xv], dim=1)
-            tt = torch.cat([torch.zeros(B, P), tv], dim=1)
+            tt = torch.cat([torch.zeros(B, Pf), t], dim=1)
             pos = torch.cat([ctok["prefix_pos"], vid_pos])
             keep = torch.cat([ctok["prefix_keep"], torch.ones(B, T * self.tpf, dtype=torch.bool)], dim=1)
             self_mask = keep[:, None, None, :]
@@ -225,7 +233,7 @@ class LPMDiT(nn.Module):
             dc = self.cfg.distill
             xc = self.patch_in(self.patchify(clean))
             x = torch.cat([ctok["prefix"], xc, xv], dim=1)
-            tt = torch.cat([torch.zeros(B, P + T * self.tpf), tv], dim=1)
+            tt = torch.cat([torch.zeros(B, Pf + T), t], dim=1)
             pos = torch.cat([ctok["prefix_pos"], vid_pos, vid_pos])
             keep = torch.cat([ctok["prefix_keep"], torch.ones(B, 2 * T * self.tpf, dtype=torch.bool)], dim=1)
             struct = causal_mask(T, dc.chunk_frames, self.tpf, P, dc.sink_chunks, dc.window_chunks)
@@ -242,11 +250,15 @@ class LPMDiT(nn.Module):
         audio = {k: self.with_register(ctok[k], k) for k in ("speak", "listen")}
         for blk in self.blocks:
             k = blk.audio_kind
-            x, _ = blk(x, temb, cs, cs, self_mask, ctok["text"], audio[k], masks[k])
-        xo = x[:, -T * self.tpf:]
-        sh, sc = self.final_ada(temb[:, -T * self.tpf:]).chunk(2, dim=-1)
-        out = self.out(self.final_norm(xo) * (1 + sc) + sh)
-        return self.unpatchify(out, T)
+            x, _ = blk(x, temb, cs, self_mask, ctok["text"], audio[k], masks[k])
+        return self.unpatchify(self._final(x[:, -T * self.tpf:], temb[:, -T:]), T)
+
+    def _final(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        B, N, D = x.shape
+        G = temb.shape[1]
+        sh, sc = (m[:, :, None] for m in self.final_ada(temb).chunk(2, dim=-1))
+        h = (self.final_norm(x).view(B, G, N // G, D) * (1 + sc) + sh).view(B, N, D)
+        return self.out(h)
 
     # ------------------------------------------------------------------ streaming (KV cache) forward
     @torch.no_grad()
@@ -254,7 +266,7 @@ class LPMDiT(nn.Module):
         """Run the prefix tokens alone (as in the causal training mask) and return per-block (k, v)."""
         x = ctok["prefix"]
         B, P = x.shape[:2]
-        temb = self.temb(torch.zeros(B, P))
+        temb = self.temb(torch.zeros(B, P // self.tpf))
         cs = rope_cos_sin(ctok["prefix_pos"], self.dh, self.cfg.model.rope_theta)
         self_mask = ctok["prefix_keep"][:, None, None, :]
         kvs = []
@@ -262,7 +274,7 @@ class LPMDiT(nn.Module):
         amask[..., 0] = True
         for blk in self.blocks:
             reg = self.audio_reg[0 if blk.audio_kind == "speak" else 1].view(1, 1, -1).expand(B, 1, -1)
-            x, kv = blk(x, temb, cs, cs, self_mask, ctok["text"], reg, amask)
+            x, kv = blk(x, temb, cs, self_mask, ctok["text"], reg, amask)
             kvs.append(kv)
         return kvs
 
@@ -272,30 +284,16 @@ class LPMDiT(nn.Module):
         [B, Na, D] of absolute frames `audio_frames`; frame0 is the absolute index of the chunk's first frame.
         Returns (v [B, c, C, h, w], per-block (k, v) of this chunk)."""
         B, c = z.shape[:2]
-        slot = cache.current_slot()
-        times = torch.arange(c) + slot * c
-        pos_q = self.frame_pos(times)
-        ctx_pos, ctx_keep = cache.context_positions(self)
-        pos_k = torch.cat([ctx_pos, pos_q])
-        keep = torch.cat([ctx_keep, torch.ones(B, c * self.tpf, dtype=torch.bool)], dim=1)
-        self_mask = keep[:, None, None, :]
+        st = cache.step_state(self, c, frame0, audio_frames)
         x = self.patch_in(self.patchify(z))
-        temb = self.temb(torch.full((B, c * self.tpf), float(t)))
-        cs_q = rope_cos_sin(pos_q, self.dh, self.cfg.model.rope_theta)
-        cs_k = rope_cos_sin(pos_k, self.dh, self.cfg.model.rope_theta)
-        fr = (torch.arange(c) + frame0).float().repeat_interleave(self.tpf)
-        lim = torch.full_like(fr, float(frame0 + c - 1))
-        masks = {k: self.audio_mask(fr, lim, audio_frames, w)[None, None] for k, w in
-                 (("speak", self.cfg.model.speak_window), ("listen", self.cfg.model.listen_window))}
+        temb = self.temb(torch.full((B, 1), float(t)))
         aud = {k: self.with_register(audio[k], k) for k in ("speak", "listen")}
         own = []
         for i, blk in enumerate(self.blocks):
             k = blk.audio_kind
-            x, kv = blk(x, temb, cs_q, cs_k, self_mask, ctok["text"], aud[k], masks[k], ctx_kv=cache.context_kv(i))
+            x, kv = blk(x, temb, st["rope"], st["self_mask"], ctok["text"], aud[k], st[k], ctx_kv=cache.context_kv(i))
             own.append(kv)
-        sh, sc = self.final_ada(temb).chunk(2, dim=-1)
-        out = self.out(self.final_norm(x) * (1 + sc) + sh)
-        return self.unpatchify(out, c), own
+        return self.unpatchify(self._final(x, temb), c), own
 
 
 def causal_mask(T: int, chunk: int, tpf: int, P: int, sink: int, window: int) -> torch.Tensor:
@@ -329,8 +327,9 @@ def causal_mask(T: int, chunk: int, tpf: int, P: int, sink: int, window: int) ->
 class KVCache:
     """Per block: prefix (k, v) forever, `sink` first chunks forever, the last `window` chunks (FIFO).
 
-    Keys are stored unrotated; RoPE positions are assigned by slot at attention time (sinks at 0.., then
-    the window, then the current chunk), so positions stay inside what training saw for any stream length."""
+    Keys are stored unrotated; RoPE positions are assigned by slot (sinks at 0.., then the window, then
+    the current chunk), so positions stay inside what training saw for any stream length. The rotated,
+    concatenated context of each block is rebuilt once per append and reused by every step of a chunk."""
 
     def __init__(self, prefix_kv, prefix_pos: torch.Tensor, prefix_keep: torch.Tensor, chunk: int, sink: int, window: int):
         self.prefix = prefix_kv
@@ -339,6 +338,8 @@ class KVCache:
         self.sinks: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
         self.recent: list[list[tuple[torch.Tensor, torch.Tensor]]] = []
         self.n_chunks = 0
+        self._ctx = None
+        self._step = None
 
     def current_slot(self) -> int:
         return len(self.sinks) + len(self.recent)
@@ -351,10 +352,37 @@ class KVCache:
         keep = torch.cat([self.prefix_keep, torch.ones(B, n * self.chunk * model.tpf, dtype=torch.bool)], dim=1)
         return pos, keep
 
+    def _build(self, model: LPMDiT) -> None:
+        pos, keep = self.context_positions(model)
+        cs = rope_cos_sin(pos, model.dh, model.cfg.model.rope_theta)
+        self._ctx = []
+        for layer in range(len(self.prefix)):
+            ks = [self.prefix[layer][0]] + [c[layer][0] for c in self.sinks + self.recent]
+            vs = [self.prefix[layer][1]] + [c[layer][1] for c in self.sinks + self.recent]
+            self._ctx.append((apply_rope(torch.cat(ks, dim=2), cs), torch.cat(vs, dim=2)))
+        self._keep = keep
+
+    def step_state(self, model: LPMDiT, c: int, frame0: int, audio_frames: torch.Tensor) -> dict:
+        """Rotary tables, self-attention mask and audio masks of the current chunk (shared by its steps)."""
+        key = (c, frame0, int(audio_frames[0]), len(audio_frames), self.n_chunks)
+        if self._step is not None and self._step[0] == key:
+            return self._step[1]
+        if self._ctx is None:
+            self._build(model)
+        B = self.prefix_keep.shape[0]
+        times = torch.arange(c) + self.current_slot() * c
+        keep = torch.cat([self._keep, torch.ones(B, c * model.tpf, dtype=torch.bool)], dim=1)
+        fr = (torch.arange(c) + frame0).float().repeat_interleave(model.tpf)
+        lim = torch.full_like(fr, float(frame0 + c - 1))
+        st = {"rope": rope_cos_sin(model.frame_pos(times), model.dh, model.cfg.model.rope_theta),
+              "self_mask": keep[:, None, None, :]}
+        for k, w in (("speak", model.cfg.model.speak_window), ("listen", model.cfg.model.listen_window)):
+            st[k] = model.audio_mask(fr, lim, audio_frames, w)[None, None]
+        self._step = (key, st)
+        return st
+
     def context_kv(self, layer: int):
-        ks = [self.prefix[layer][0]] + [c[layer][0] for c in self.sinks + self.recent]
-        vs = [self.prefix[layer][1]] + [c[layer][1] for c in self.sinks + self.recent]
-        return torch.cat(ks, dim=2), torch.cat(vs, dim=2)
+        return self._ctx[layer]
 
     def append(self, chunk_kv) -> None:
         chunk_kv = [(k.detach(), v.detach()) for k, v in chunk_kv]
@@ -365,11 +393,14 @@ class KVCache:
             if len(self.recent) > self.window:
                 self.recent.pop(0)
         self.n_chunks += 1
+        self._ctx = None
+        self._step = None
 
     def tokens(self) -> int:
-        return sum(k.shape[2] for k, _ in [self.context_kv(0)])
+        return sum(k.shape[2] for k, _ in [self.prefix[0]] + [c[0] for c in self.sinks + self.recent])
 
     def nbytes(self) -> int:
+        """Bytes of the cached keys/values (the rotated working copy is rebuilt from these)."""
         total = 0
         for layer in range(len(self.prefix)):
             for k, v in [self.prefix[layer]] + [c[layer] for c in self.sinks + self.recent]:
