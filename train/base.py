@@ -237,7 +237,8 @@ def train_base_ray(cfg: TrainConfig, data_dir: str, out_dir: str, num_workers: i
                    log=print) -> dict:
     """Train with ray.train.torch.TorchTrainer on CPU workers (Ray must be initialised or reachable).
     Reading and decoding run as Ray Data tasks; each worker gets a streaming split of the dataset.
-    Checkpoints live under OUT/ray/lpm-base; rerunning the same command resumes from the latest one."""
+    Checkpoints live under OUT/ray/lpm-base; rerunning the same command resumes from the latest one
+    (Ray Train restores a run with the same name and storage path; the loop reads get_checkpoint())."""
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -248,18 +249,16 @@ def train_base_ray(cfg: TrainConfig, data_dir: str, out_dir: str, num_workers: i
     ensure_vae(cfg, data_dir, out, log=log)
     ds = ray_clip_dataset(data_dir, cfg.data)
     storage = out / "ray"
-    latest, resumed_from = _latest_ray_checkpoint(storage)
-    runs = len(list(storage.glob("lpm-base-*"))) if storage.exists() else 0
+    _, resumed_from = _latest_ray_checkpoint(storage)
     trainer = TorchTrainer(
         _ray_train_loop,
         train_loop_config={"cfg": cfg.model_dump(), "vae": str(out / "vae.pt")},
         torch_config=TorchConfig(backend="gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=num_workers, use_gpu=False,
                                                resources_per_worker={"CPU": cpus_per_worker}),
-        run_config=ray.train.RunConfig(name=f"lpm-base-{runs}", storage_path=str(storage),
+        run_config=ray.train.RunConfig(name="lpm-base", storage_path=str(storage),
                                        checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
         datasets={"train": ds},
-        resume_from_checkpoint=ray.train.Checkpoint.from_directory(str(latest)) if latest else None,
     )
     t0 = time.monotonic()
     result = trainer.fit()
@@ -275,9 +274,10 @@ def train_base_ray(cfg: TrainConfig, data_dir: str, out_dir: str, num_workers: i
 
 
 def _latest_ray_checkpoint(storage: Path) -> tuple[Path | None, int]:
-    """The checkpoint directory with the highest step among earlier runs under storage (resume point)."""
+    """The checkpoint directory with the highest step of the run under storage: where Ray Train's
+    restoration (same RunConfig name and storage_path) resumes."""
     best, step = None, 0
-    for p in storage.glob("lpm-base-*/**/state.pt") if storage.exists() else []:
+    for p in storage.glob("lpm-base/**/state.pt") if storage.exists() else []:
         try:
             s = int(load_state(p)["step"])
         except Exception:  # noqa: BLE001 - a half-written checkpoint is skipped

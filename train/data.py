@@ -260,5 +260,5 @@ def ray_clip_dataset(data_dir: str, cfg: DataConfig, num_cpus: float = 0.25):
     files = clip_files(data_dir)
     names = set(pq.ParquetFile(files[0]).schema_arrow.names)
     cols = [c for c in COLUMNS if c in names]
-    ds = ray.data.read_parquet(files, columns=cols, ray_remote_args={"num_cpus": num_cpus})
+    ds = ray.data.read_parquet(files, num_cpus=num_cpus).select_columns(cols)
     return ds.flat_map(ray_decode_row, fn_kwargs={"cfg_dict": cfg.model_dump()}, num_cpus=num_cpus)
