@@ -7,9 +7,9 @@ starting at the shot's ``start_s``). For each clip:
 1. frames at the clip's rate (25 fps) and the face boxes mapped from source to clip pixels;
 2. MediaPipe landmarks (models/landmarks.py) per frame -> ``mouth_open`` and mouth motion;
 3. LR-ASD (models/lr_asd.py) on the demo's face crops and the 13-MFCC audio front end, six window
-   lengths averaged -> ``speak_scores``; the same visual embeddings are re-scored with the audio shifted
-   by a range of lags -> an audio-visual offset estimate (``av_offset_s``) and a per-frame sync evidence
-   (score with the heard audio minus the score with far-shifted audio; clip mean -> ``sync_score``);
+   lengths averaged -> ``speak_scores``; the audio-visual logit minus the visual-only logit is the
+   per-frame sync evidence (clip mean over speech with a moving mouth -> ``sync_score``); the same visual
+   embeddings are re-scored with the audio shifted over a range of lags -> ``av_offset_s``;
 4. Silero VAD on the vocals -> ``speech_prob``.
 
 Then all clips of a shot are put on one time grid and decided together (operators/states.py): at each
@@ -92,7 +92,7 @@ class ClipAnalysis:
     n: int
     speak: np.ndarray      # [n] LR-ASD logits
     visual: np.ndarray     # [n] visual-only logits
-    sync: np.ndarray       # [n] sync evidence (speak - far-shift mean)
+    sync: np.ndarray       # [n] sync evidence (audio-visual minus visual-only logit)
     mouth_open: np.ndarray  # [n]
     motion: np.ndarray     # [n]
     lag_curve: np.ndarray  # [L] mean score per lag over the frames where the mouth moves during speech
@@ -125,7 +125,7 @@ class ConversationOperator(Operator):
         return st.StateParams(
             fps=25.0, speak_threshold=c.speak_threshold, speak_hysteresis=c.speak_hysteresis,
             vad_threshold=c.vad_threshold, vad_hysteresis=c.vad_hysteresis, min_speech_gap_s=c.min_speech_gap_s,
-            sync_threshold=c.sync_threshold, cross_margin=c.cross_margin, sync_weight=c.sync_weight,
+            sync_min=c.sync_min, cross_margin=c.cross_margin, min_sync_frames=c.min_sync_frames,
             motion_threshold=c.motion_threshold, smooth_frames=c.smooth_frames, sync_smooth_frames=c.sync_smooth_frames,
             min_segment_s=c.min_segment_s, use_sync=c.sync)
 
@@ -171,14 +171,9 @@ class ConversationOperator(Operator):
         lags = self.lags()
         lag_scores = []
         for k in lags:
-            lag_scores.append(s0 if k == 0 else self.scorer.score_cached(cache, feats, int(k), windows=cfg.sync_windows_s))
+            lag_scores.append(self.scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s))
         lag_scores = np.stack(lag_scores) if len(lags) else np.zeros((0, n))
-        far = [self.scorer.score_cached(cache, feats, int(sgn * k), windows=cfg.sync_windows_s)
-               for k in cfg.sync_far_frames for sgn in (-1, 1)]
-        base = np.nanmean(np.stack(far), axis=0) if far else np.zeros(n)
-        s0_sync = s0 if tuple(cfg.sync_windows_s) == tuple(cfg.windows_s) else self.scorer.score_cached(cache, feats, 0, windows=cfg.sync_windows_s)
-        sync = s0_sync - base
-        sync[~have_face] = np.nan
+        sync = s0 - visual  # what the heard audio adds beyond the lips alone (see operators/states.py)
         sel = (np.asarray(speech) > cfg.vad_threshold) & (np.nan_to_num(motion) > cfg.motion_threshold) & have_face
         if len(lags) and sel.sum() >= 5:
             curve = np.array([np.nanmean(ls[sel]) for ls in lag_scores])

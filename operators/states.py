@@ -4,9 +4,10 @@ of the conversation stage (no models, no media; arrays in, arrays out).
 Inputs per person track, on one frame grid shared by the people of a shot (clip frames, 25 fps):
 
 * ``speak``: LR-ASD logit (multi-window average), NaN where there is no face.
-* ``sync``: audio-visual sync evidence: the LR-ASD logit with the heard audio minus its mean with the
-  audio shifted far away (see docs/CONVERSATION.md): high when this mouth follows the sound, about 0
-  when the mouth moves but the sound belongs to someone else (or is globally offset).
+* ``sync``: audio-visual sync evidence: the LR-ASD audio-visual logit minus its visual-only logit
+  (``lossV`` head), i.e. how much the heard audio adds to what the lips alone suggest. It is compared
+  within a person over time (minus the person's median over the speech frames where the mouth moves) and
+  then across people: the mouth that follows the audio stands out against its own out-of-sync moments.
 * ``motion``: mouth motion (rolling standard deviation of the landmark mouth opening), NaN unknown.
 * ``speech``: speech presence probability (Silero VAD on the separated vocals), same for everyone.
 
@@ -24,9 +25,10 @@ no                 unexplained motion                     discard
 
 Refinement (the paper's rule-based pass): scores are smoothed over time; speech presence and the
 speaking decision use hysteresis (enter above the threshold, leave below threshold - margin); across the
-people of a shot only the people whose mouths follow the audio may speak, and of those only the ones
-whose evidence is close to the best at that moment (one voice at a time unless two are both clearly in
-sync); runs shorter than ``min_segment_s`` are merged into their neighbours.
+people of a shot only the people whose mouths follow the audio may speak (absolute sync evidence above
+``sync_min``), and of those only the ones whose person-relative sync evidence is within ``cross_margin``
+of the best at that moment (one voice at a time unless two are both clearly in sync); runs shorter than
+``min_segment_s`` are merged into their neighbours.
 """
 from __future__ import annotations
 
@@ -50,9 +52,9 @@ class StateParams:
     vad_threshold: float = 0.5
     vad_hysteresis: float = 0.15
     min_speech_gap_s: float = 0.3     # shorter pauses inside speech are bridged
-    sync_threshold: float = 0.3       # minimum sync evidence to be "in sync"
-    cross_margin: float = 0.6         # a second person speaks only within this of the best combined evidence
-    sync_weight: float = 1.0          # combined evidence = speak + sync_weight * sync
+    sync_min: float = -0.25           # smoothed absolute sync evidence a speaker needs
+    cross_margin: float = 0.25        # a second person speaks only within this of the best relative sync evidence
+    min_sync_frames: int = 25         # frames (speech + moving mouth) needed for the person's median
     motion_threshold: float = 0.02    # mouth motion above this is "moving"
     smooth_frames: int = 5            # moving-average window on scores
     sync_smooth_frames: int = 25      # window on the sync evidence (it is noisy frame by frame)
@@ -181,9 +183,15 @@ def decide_states(people: list[PersonSignals], speech_prob: np.ndarray, p: State
     moving = np.stack([np.nan_to_num(moving_average(q.motion, k), nan=0.0) > p.motion_threshold for q in people]) if n else np.zeros((0, t), bool)
     face = np.stack([np.isfinite(q.speak) for q in people]) if n else np.zeros((0, t), bool)
     if p.use_sync and n and all(q.sync is not None for q in people):
-        sync = np.stack([moving_average(q.sync, max(1, p.sync_smooth_frames)) for q in people])
-        in_sync = np.nan_to_num(sync, nan=-np.inf) > p.sync_threshold
-        evidence = np.nan_to_num(score, nan=-np.inf) + p.sync_weight * np.nan_to_num(sync, nan=-np.inf)
+        ks = max(1, p.sync_smooth_frames)
+        raw = np.stack([moving_average(q.sync, ks) for q in people])
+        rel = np.empty_like(raw)
+        for i, q in enumerate(people):
+            sel = speech & face[i] & (moving[i] | active[i]) & np.isfinite(q.sync)
+            med = float(np.median(q.sync[sel])) if sel.sum() >= p.min_sync_frames else 0.0
+            rel[i] = moving_average(q.sync - med, ks)
+        in_sync = np.nan_to_num(raw, nan=-np.inf) > p.sync_min
+        evidence = np.nan_to_num(rel, nan=-np.inf)
     else:
         in_sync = np.ones((n, t), bool)
         evidence = np.nan_to_num(score, nan=-np.inf)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def curve_cfg():
     return load_config(overrides={
         "data": {"num_frames": 8, "windows_per_clip": 4, "shuffle_buffer": 16},
-        "vae": {"steps": 150, "batch_frames": 32},
+        "vae": {"steps": 100, "batch_frames": 32},
         "model": {"width": 48, "depth": 4, "heads": 2},
         "base": {"steps": 300, "batch_size": 4, "ckpt_every": 50, "log_every": 50, "warmup_steps": 20, "lr": 2e-3},
         "distill": {"chunk_frames": 2},

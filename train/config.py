@@ -28,7 +28,7 @@ class DataConfig(Section):
     mel_win: int = Field(1024, ge=64, description="STFT window in samples (causal: a mel frame only sees past samples).")
     text_dim: int = Field(512, ge=8, description="Width of text_embedding (open_clip ViT-B-32: 512); others are cut/padded.")
     max_refs: int = Field(2, ge=0, description="Identity references per sample (the first of the row's list, in order).")
-    windows_per_clip: int = Field(2, ge=1, description="Training windows cut from one decoded clip (decode once, use several times).")
+    windows_per_clip: int = Field(4, ge=1, description="Training windows cut from one decoded clip (decode once, use several times).")
     shuffle_buffer: int = Field(64, ge=1, description="Samples in the shuffle buffer of the streaming reader.")
     seed: int = 0
     min_clip_frames: int = Field(4, ge=1, description="Clips with fewer decoded frames (at data.fps) are skipped.")
@@ -112,6 +112,8 @@ class DistillConfig(Section):
     dmd_steps: int = Field(60, ge=0)
     batch_size: int = Field(4, ge=1)
     lr: float = Field(5e-4, gt=0)
+    dmd_lr: float = Field(1e-4, gt=0, description="Generator learning rate during DMD.")
+    dmd_reg_weight: float = Field(0.25, ge=0, description="Weight of the regression term on teacher pairs during DMD (DMD paper: 0.25).")
     fake_lr: float = Field(5e-4, gt=0)
     fake_updates: int = Field(1, ge=1, description="Fake-score updates per generator update.")
     dmd_t_min: float = Field(0.02, gt=0, lt=1)

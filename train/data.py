@@ -199,12 +199,10 @@ class ClipStream(IterableDataset):
             # deterministic substitute: the next row in this shard's plan that decodes
             for j in range(1, len(plan_rows)):
                 g2, r2 = plan_rows[(pos + j) % len(plan_rows)]
-                try:
-                    clip = decode_row(self._read_row(g2, r2, cache), self.cfg)
-                    gi, r = g2, r2
+                sub = self._decoded(g2, r2, ep, decoded, cache)[0]  # cached: its own windows reuse it
+                if not isinstance(sub, RowError):
+                    clip, gi, r = sub, g2, r2
                     break
-                except RowError:
-                    continue
             else:
                 return None
         rng = np.random.default_rng(_seed(self.cfg.seed, "window", gi, r, k, ep))

@@ -7,7 +7,8 @@
 3. DMD: the student rolls out chunk by chunk on its own outputs (Self-Forcing style, random exit step);
    the distribution-matching gradient is the difference of the fake-score and the guided teacher x0
    predictions at a random noise level; the fake-score model keeps learning the student's distribution
-   with the flow-matching loss.
+   with the flow-matching loss. As in the original DMD, a regression term on the teacher's (noise,
+   output) pairs (weight distill.dmd_reg_weight) keeps the generator anchored to the teacher.
 
 Evaluation metric (stated): on held-out conditions and fixed noise, the MSE in latent space and the PSNR
 of decoded frames between a sampler's output and the teacher's full guided sampler's output from the same
@@ -63,27 +64,32 @@ def teacher_pairs(teacher, cond: dict, noise: torch.Tensor, cfg: TrainConfig, ba
     return {"x0": torch.cat(x0s), "traj": {t: torch.cat(v) for t, v in trajs.items()}}
 
 
-def ode_regression(student, pairs: dict, cond: dict, cfg: TrainConfig, log=print) -> list[float]:
+def ode_loss(student, pairs: dict, cond: dict, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Regression of the teacher's x0 from its trajectory points at the student's noise levels, one
+    independent level per chunk (diffusion-forcing style), teacher-forced clean history."""
     d = cfg.distill
     ts = list(d.student_timesteps)
-    opt = torch.optim.AdamW(student.parameters(), lr=d.lr, betas=(0.9, 0.99))
-    gen = torch.Generator().manual_seed(d.seed)
     N, T = pairs["x0"].shape[:2]
     c = d.chunk_frames
+    idx = torch.randint(0, N, (min(d.batch_size, N),), generator=gen)
+    B = len(idx)
+    lvl = torch.randint(0, len(ts), (B, T // c), generator=gen).repeat_interleave(c, dim=1)
+    stack = torch.stack([pairs["traj"][t][idx] for t in ts])  # [S, B, T, C, h, w]
+    z = stack.gather(0, lvl[None, :, :, None, None, None].expand(1, B, T, *stack.shape[3:]))[0]
+    t = torch.tensor(ts)[lvl]
+    x0 = pairs["x0"][idx]
+    v = student(z, t, index_cond(cond, idx), causal=True, clean=x0)
+    return F.mse_loss(z - t[:, :, None, None, None] * v, x0)
+
+
+def ode_regression(student, pairs: dict, cond: dict, cfg: TrainConfig, log=print) -> list[float]:
+    d = cfg.distill
+    opt = torch.optim.AdamW(student.parameters(), lr=d.lr, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(d.seed)
     hist = []
     student.train()
     for step in range(d.ode_steps):
-        idx = torch.randint(0, N, (min(d.batch_size, N),), generator=gen)
-        B = len(idx)
-        # an independent noise level per chunk (diffusion-forcing style), from the student's grid
-        lvl = torch.randint(0, len(ts), (B, T // c), generator=gen).repeat_interleave(c, dim=1)
-        stack = torch.stack([pairs["traj"][t][idx] for t in ts])  # [S, B, T, C, h, w]
-        z = stack.gather(0, lvl[None, :, :, None, None, None].expand(1, B, T, *stack.shape[3:]))[0]
-        t = torch.tensor(ts)[lvl]
-        x0 = pairs["x0"][idx]
-        v = student(z, t, index_cond(cond, idx), causal=True, clean=x0)
-        pred = z - t[:, :, None, None, None] * v
-        loss = F.mse_loss(pred, x0)
+        loss = ode_loss(student, pairs, cond, cfg, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
@@ -95,10 +101,12 @@ def ode_regression(student, pairs: dict, cond: dict, cfg: TrainConfig, log=print
     return hist
 
 
-def dmd(student, teacher, fake, cond: dict, cfg: TrainConfig, log=print) -> list[dict]:
+def dmd(student, teacher, fake, cond: dict, cfg: TrainConfig, log=print, pairs: dict | None = None) -> list[dict]:
+    """DMD updates of the student; with `pairs`, plus dmd_reg_weight x the ODE regression loss on the
+    teacher's (noise, output) pairs, as the original DMD's regression term (keeps the student anchored)."""
     d = cfg.distill
     ts = list(d.student_timesteps)
-    opt_g = torch.optim.AdamW(student.parameters(), lr=d.lr, betas=(0.0, 0.99))
+    opt_g = torch.optim.AdamW(student.parameters(), lr=d.dmd_lr, betas=(0.0, 0.99))
     opt_f = torch.optim.AdamW(fake.parameters(), lr=d.fake_lr, betas=(0.0, 0.99))
     gen = torch.Generator().manual_seed(d.seed + 1)
     N = cond["first"].shape[0]
@@ -129,8 +137,11 @@ def dmd(student, teacher, fake, cond: dict, cfg: TrainConfig, log=print) -> list
             norm = (x - x0_real).abs().mean(dim=(1, 2, 3, 4), keepdim=True).clamp_min(1e-4)
             grad = torch.nan_to_num((x0_fake - x0_real) / norm)
         loss_g = 0.5 * F.mse_loss(x, (x - grad).detach())
+        total = loss_g
+        if pairs is not None and d.dmd_reg_weight > 0:
+            total = total + d.dmd_reg_weight * ode_loss(student, pairs, cond, cfg, gen)
         opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt_g.step()
         fl = 0.0
@@ -211,7 +222,7 @@ def run_distill(base_dir: str, data_dir: str, out_dir: str, cfg: TrainConfig | N
     fake = copy.deepcopy(teacher)
     for p in fake.parameters():
         p.requires_grad_(True)
-    dmd_hist = dmd(student, teacher, fake, cond, cfg, log=log)
+    dmd_hist = dmd(student, teacher, fake, cond, cfg, log=log, pairs=pairs)
     metrics = compare_to_teacher({"undistilled": undistilled, "ode": after_ode, "ode+dmd": student}, ev_teacher, ev_cond, ev_noise, vae)
     timing = time_samplers(teacher, student, ev_cond, ev_noise, cfg)
     out = Path(out_dir)
