@@ -203,6 +203,8 @@ class ConversationOperator(Operator):
         for c in list(task.clips):
             by_shot.setdefault(int(c.get("shot_index", -1)), []).append(c)
         counts = {"clips": 0, "dropped": 0, "offset_rejected": 0}
+        # per shot (clip, analysis, speech) of the last task: lets tests and benchmarks re-decide without models
+        self.last_analyses: dict[int, list[tuple[dict, ClipAnalysis, np.ndarray]]] = {}
         for shot_index, clips in sorted(by_shot.items()):
             deadline.check("conversation")
             shot = shots.get(shot_index, {})
@@ -238,6 +240,7 @@ class ConversationOperator(Operator):
                     continue
                 results.append((c, res, speech))
             if results:
+                self.last_analyses[shot_index] = results
                 self._decide_shot(task, results, counts)
         task.record_provenance("conversation", STAGE, f"{self.asd_model.name}+mediapipe-face-landmarker+silero-vad",
                                self.asd_model.digest, {**cfg.model_dump(mode="json"), "vad_sha256": self.vad.sha256,
