@@ -83,3 +83,13 @@ def test_stats_command_reports_the_funnel_of_the_run(bad_run, capsys):
     assert main(["stats", str(bad_run["out"])]) == 0
     text = capsys.readouterr().out
     assert "FUNNEL" in text and "video:empty_file" in text
+
+
+def test_every_reject_reason_is_documented(bad_run):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "REJECTS.md").read_text()
+    reasons = {r["reason"] for r in bad_run["store"].read_table("rejects", ["reason"]).to_pylist()}
+    assert reasons
+    missing = sorted(r for r in reasons if f"`{r}`" not in doc)
+    assert not missing, f"reasons not documented in docs/REJECTS.md: {missing}"
