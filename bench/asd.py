@@ -1,0 +1,93 @@
+"""Benchmark of the conversation stage: LR-ASD frames per second per core, the cost of each part, and the
+stage's cost per minute of video (per person track); the added cost of the sync parts (issue 9).
+
+    python -m bench.asd [--media DIR] [--models DIR] [--threads 1] [--seconds 8]
+
+Runs on one real talking face (talking_hdtf_hill.mp4, 25 fps) with torch limited to --threads cores.
+Prints one JSON object: per part seconds per frame and frames/s, and seconds of CPU per minute of video.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--media", default=os.environ.get("LPM_SHARED_DIR", str(REPO.parent / "shared")) + "/media")
+    ap.add_argument("--models", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--video", default="video/talking_hdtf_hill.mp4")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from models.landmarks import FaceLandmarker, mouth_openness
+    from models.lr_asd import ASDScorer, crop_faces, mfcc
+    from models.vad import SileroVAD
+    from operators.asd import ConversationOperator, median_boxes
+    from operators.clipmedia import read_clip_audio, read_clip_frames
+    from pipeline.config import Settings
+
+    s = Settings()
+    if args.models:
+        s.models.dir = args.models
+    cfg = s.conversation
+    src = {"video_uri": str(Path(args.media) / args.video)}
+    t0 = time.process_time()
+    frames = read_clip_frames(src, size=(384, 384), fps=25)[: int(args.seconds * 25)]
+    audio = read_clip_audio(src)[: len(frames) * 640]
+    n = len(frames)
+    out: dict = {"frames": n, "threads": args.threads, "decode_cpu_s": time.process_time() - t0}
+
+    def timed(name, fn):
+        c0, w0 = time.process_time(), time.perf_counter()
+        r = fn()
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        out[name] = {"cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "frames_per_s_per_core": round(n / max(cpu, 1e-9), 1)}
+        return r
+
+    lm = FaceLandmarker.from_settings(s, num_faces=2)
+    track = timed("landmarks", lambda: lm.track(frames, 25.0))
+    mo = mouth_openness(track)
+    boxes = np.array([f.box if f is not None else [np.nan] * 4 for f in track], np.float32)
+    boxes[:, 1] -= 0.12 * (boxes[:, 3] - boxes[:, 1])
+    faces = timed("face_crops", lambda: crop_faces(frames, median_boxes(boxes), cfg.crop_scale))
+    scorer, rm = ASDScorer.from_settings(s, cfg.asd_checkpoint, windows_s=cfg.windows_s)
+    feats = timed("mfcc", lambda: mfcc(audio))
+    cache = timed("asd_visual_6windows", lambda: scorer.embed(faces))
+    timed("asd_audio_backend_6windows", lambda: scorer.score_cached(cache, feats))
+    timed("asd_visual_only_head", lambda: scorer.visual_scores(cache))
+    op = ConversationOperator(s)
+    lags = op.lags()
+    timed("sync_offset_scan", lambda: [scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s) for k in lags])
+    vad = SileroVAD.load(s)
+    timed("vad", lambda: vad.speech_probabilities(audio))
+    asd = out["asd_visual_6windows"]["cpu_s"] + out["asd_audio_backend_6windows"]["cpu_s"] + out["mfcc"]["cpu_s"] + out["face_crops"]["cpu_s"]
+    sync = out["sync_offset_scan"]["cpu_s"] + out["asd_visual_only_head"]["cpu_s"]
+    total = asd + sync + out["landmarks"]["cpu_s"] + out["vad"]["cpu_s"]
+    per_min = 60.0 * 25.0 / n
+    out["asd_frames_per_s_per_core"] = round(n / max(asd, 1e-9), 1)
+    out["cpu_s_per_min_video_per_track"] = {
+        "asd": round(asd * per_min, 1), "landmarks": round(out["landmarks"]["cpu_s"] * per_min, 1),
+        "vad": round(out["vad"]["cpu_s"] * per_min, 1), "sync_added": round(sync * per_min, 1),
+        "total": round(total * per_min, 1)}
+    out["offset_lags"] = len(lags)
+    lm.close()
+    print(json.dumps(out, indent=1))
+    return out
+
+
+if __name__ == "__main__":
+    main()
