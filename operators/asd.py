@@ -15,7 +15,8 @@ starting at the shot's ``start_s``). For each clip:
 Then all clips of a shot are put on one time grid and decided together (operators/states.py): at each
 moment only people whose mouths follow the audio may speak. Shots whose audio is globally offset beyond
 ``conversation.max_av_offset_s`` lose their clips (reject reason ``av_offset``). Clips whose media
-cannot be read are dropped with the media error's reason. See docs/CONVERSATION.md.
+cannot be read are dropped with the media error's reason; clips without media (no people stage) are
+left as they are; missing weights reject the video with ``model_missing``. See docs/CONVERSATION.md.
 """
 from __future__ import annotations
 
@@ -97,6 +98,7 @@ class ClipAnalysis:
     motion: np.ndarray     # [n]
     lag_curve: np.ndarray  # [L] mean score per lag over the frames where the mouth moves during speech
     lag_weight: float      # number of frames that went into lag_curve
+    lag_scores: np.ndarray | None = None  # [L, n] per-lag logits (offset windows)
 
 
 class ConversationOperator(Operator):
@@ -112,12 +114,18 @@ class ConversationOperator(Operator):
         from models.lr_asd import ASDScorer, resolve_checkpoint, load_lr_asd
         from models.vad import SileroVAD
 
+        from models.registry import MissingModelError
+
         cfg = self.settings.conversation
         torch.set_num_threads(max(1, int(cfg.torch_threads)))
-        self.asd_model = resolve_checkpoint(self.settings, cfg.asd_checkpoint)
-        self.scorer = ASDScorer(load_lr_asd(self.asd_model.path), windows_s=cfg.windows_s)
-        self.landmarker = FaceLandmarker.from_settings(self.settings, num_faces=2)
-        self.vad = SileroVAD.load(self.settings)
+        self.model_error = ""
+        try:
+            self.asd_model = resolve_checkpoint(self.settings, cfg.asd_checkpoint)
+            self.scorer = ASDScorer(load_lr_asd(self.asd_model.path), windows_s=cfg.windows_s)
+            self.landmarker = FaceLandmarker.from_settings(self.settings, num_faces=2)
+            self.vad = SileroVAD.load(self.settings)
+        except MissingModelError as exc:
+            self.model_error = str(exc)
 
     # ------------------------------------------------------------------------------------------ params
     def params(self) -> st.StateParams:
@@ -174,12 +182,13 @@ class ConversationOperator(Operator):
             lag_scores.append(self.scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s))
         lag_scores = np.stack(lag_scores) if len(lags) else np.zeros((0, n))
         sync = s0 - visual  # what the heard audio adds beyond the lips alone (see operators/states.py)
-        sel = (np.asarray(speech) > cfg.vad_threshold) & (np.nan_to_num(motion) > cfg.motion_threshold) & have_face
+        # frames chosen without looking at the audio (a speech mask would favour lag 0): a moving mouth
+        sel = (np.nan_to_num(motion) > cfg.motion_threshold) & have_face & np.all(np.isfinite(lag_scores), axis=0)
         if len(lags) and sel.sum() >= 5:
-            curve = np.array([np.nanmean(ls[sel]) for ls in lag_scores])
+            curve = lag_scores[:, sel].mean(axis=1)
         else:
             curve = np.full(len(lags), np.nan)
-        return ClipAnalysis(n, s0, visual, sync, mo, motion, curve, float(sel.sum()))
+        return ClipAnalysis(n, s0, visual, sync, mo, motion, curve, float(sel.sum()), lag_scores)
 
     def offset_of(self, curve: np.ndarray) -> tuple[float, float]:
         """(offset_s, gain): the lag where the curve peaks, corrected by the checkpoint's bias, and how much
@@ -196,11 +205,17 @@ class ConversationOperator(Operator):
     # ----------------------------------------------------------------------------------------- process
     def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:
         cfg = self.settings.conversation
+        with_media = [c for c in task.clips if c.get("video_bytes") or c.get("video_uri")]
+        if not with_media:  # nothing to label (no people stage ran, or no clips): leave the task as is
+            return task
+        if self.model_error:
+            task.reject(STAGE, "model_missing", self.model_error)
+            return task
         timeout = deadline.timeout_for(self.settings.run.subprocess_timeout_s)
         vocals = task.scratch.get("vocals") or {}
         shots = {s["shot_index"]: s for s in task.shots}
         by_shot: dict[int, list[dict]] = {}
-        for c in list(task.clips):
+        for c in with_media:
             by_shot.setdefault(int(c.get("shot_index", -1)), []).append(c)
         counts = {"clips": 0, "dropped": 0, "offset_rejected": 0}
         # per shot (clip, analysis, speech) of the last task: lets tests and benchmarks re-decide without models

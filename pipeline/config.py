@@ -163,7 +163,7 @@ class ConversationSettings(Section):
     offset_windows_s: list[int] = Field(default_factory=lambda: [2, 4], description="LR-ASD window lengths of the shifted-audio passes of the offset scan.")
     offset_scan_s: float = Field(0.8, ge=0, description="Audio lags scanned (+-) for the audio-visual offset estimate.")
     offset_step_frames: int = Field(2, ge=1, description="Step of the offset scan in frames.")
-    offset_bias_frames: float = Field(0.0, description="Lag (frames) at which the checkpoint peaks on in-sync footage; subtracted from the estimate.")
+    offset_bias_frames: float = Field(-1.0, description="Lag (frames) at which the checkpoint peaks on in-sync footage (measured -1 for pretrain_AVA at crop 0.6 on the tuning faces); subtracted from the estimate.")
     offset_min_gain: float = Field(0.3, ge=0, description="A shot is rejected for offset only when its peak beats the zero lag by this many logits.")
     max_av_offset_s: float = Field(0.2, ge=0, description="Clips whose audio is globally offset by more are rejected.")
 

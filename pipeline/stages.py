@@ -6,6 +6,7 @@ To add a stage: write an Operator in operators/, then add it here at its place i
 from __future__ import annotations
 
 from operators.audio import AudioTracksOperator, SeparationOperator
+from operators.asd import ConversationOperator
 from operators.base import Operator
 from operators.clips import ClipPlanOperator
 from operators.people import PeopleOperator
@@ -24,8 +25,7 @@ STAGES: list[type[Operator]] = [
     ClipPlanOperator,
     PeopleOperator,
     SeparationOperator,  # audio: vocals per kept shot in task.scratch["vocals"] (before conversation/ASD)
-    # conversation/ASD (operators/asd.py) goes HERE, between SeparationOperator and AudioTracksOperator:
-    # the audio stage cuts speak/listen audio from the clips' frame_states.
+    ConversationOperator,  # conversation/ASD: frame_states etc. (the audio stage cuts speak/listen audio from them)
     AudioTracksOperator,  # audio: speak_audio / listen_audio / transcript / words / sentences per clip
     # --- insert people / separation / conversation / audio ABOVE this line ---
     # issue 6 (keep last, in this order): face analysis -> references -> captions -> embeddings

@@ -126,3 +126,34 @@ def test_no_speech_videos_have_almost_no_speak(media_dir, model_dir, capsys, nam
     share = sum(s == "speak" for s in frames) / max(1, len(frames))
     show(capsys, name, {"speak_share": share, "frames": len(frames)})
     assert frames and share <= 0.02
+
+
+def test_missing_weights_reject_video_and_clips_without_media_are_left(tmp_path):
+    from operators.asd import ConversationOperator
+    from operators.base import VideoTask, run_operator
+    from pipeline.config import Settings
+
+    s = Settings()
+    s.models.dir = str(tmp_path)  # empty: no LR-ASD weights
+    op = ConversationOperator(s)
+    plain = VideoTask(uri="x.mp4", video_id="v")
+    plain.clips = [{"clip_id": "c", "shot_index": 0, "track_id": -1, "start_s": 0.0, "end_s": 3.0}]
+    assert run_operator(op, plain, 60).ok and "frame_states" not in plain.clips[0]
+    task = VideoTask(uri="x.mp4", video_id="v")
+    task.clips = [{"clip_id": "c", "shot_index": 0, "track_id": 0, "start_s": 0.0, "end_s": 3.0, "video_bytes": b"\0" * 10}]
+    task = run_operator(op, task, 60)
+    assert task.status == "rejected" and task.rejects[-1]["reason"] == "model_missing"
+    assert "lr-asd" in task.rejects[-1]["message"]
+
+
+def test_unreadable_clip_media_is_dropped_with_reason(model_dir):
+    from operators.base import VideoTask
+
+    op = operator(model_dir)
+    task = VideoTask(uri="x.mp4", video_id="v")
+    task.shots = [{"shot_index": 0, "start_s": 0.0, "end_s": 3.0, "kept": True}]
+    task.clips = [{"clip_id": "bad", "shot_index": 0, "track_id": 0, "start_s": 0.0, "end_s": 3.0, "duration_s": 3.0,
+                   "video_bytes": b"not an mp4" * 50, "clip_width": 64, "clip_height": 64, "clip_fps": 25.0}]
+    task = op.process(task, Deadline(60))
+    assert task.ok and not task.clips
+    assert task.rejects[-1]["level"] == "clip" and task.rejects[-1]["reason"] == "video_decode_error"
