@@ -53,7 +53,7 @@ class StateParams:
     vad_hysteresis: float = 0.15
     min_speech_gap_s: float = 0.3     # shorter pauses inside speech are bridged
     sync_min: float = -0.25           # smoothed absolute sync evidence a speaker needs
-    cross_margin: float = 0.25        # a second person speaks only within this of the best relative sync evidence
+    cross_margin: float = 0.1         # a second person speaks only within this of the best relative sync evidence
     min_sync_frames: int = 25         # frames (speech + moving mouth) needed for the person's median
     motion_threshold: float = 0.02    # mouth motion above this is "moving"
     smooth_frames: int = 5            # moving-average window on scores

@@ -159,12 +159,12 @@ class ConversationSettings(Section):
     sync_min: float = Field(-0.25, description="Smoothed sync evidence (audio-visual minus visual-only LR-ASD logit) a speaker needs at least.")
     sync_smooth_frames: int = Field(25, ge=1, description="Moving-average window (frames) on the sync evidence.")
     min_sync_frames: int = Field(25, ge=1, description="Speech frames with a moving mouth a person needs before the sync evidence is taken relative to the person's median.")
-    cross_margin: float = Field(0.25, ge=0, description="A second person may speak at the same time only within this of the best relative sync evidence.")
+    cross_margin: float = Field(0.1, ge=0, description="A second person may speak at the same time only within this of the best relative sync evidence.")
     offset_windows_s: list[int] = Field(default_factory=lambda: [2, 4], description="LR-ASD window lengths of the shifted-audio passes of the offset scan.")
     offset_scan_s: float = Field(0.8, ge=0, description="Audio lags scanned (+-) for the audio-visual offset estimate.")
     offset_step_frames: int = Field(2, ge=1, description="Step of the offset scan in frames.")
     offset_bias_frames: float = Field(-1.0, description="Lag (frames) at which the checkpoint peaks on in-sync footage (measured -1 for pretrain_AVA at crop 0.6 on the tuning faces); subtracted from the estimate.")
-    offset_min_gain: float = Field(0.3, ge=0, description="A shot is rejected for offset only when its peak beats the zero lag by this many logits.")
+    offset_min_gain: float = Field(0.5, ge=0, description="A shot is rejected for offset only when its peak beats the zero lag by this many logits.")
     max_av_offset_s: float = Field(0.2, ge=0, description="Clips whose audio is globally offset by more are rejected.")
 
 
