@@ -66,7 +66,8 @@ def main(argv=None) -> dict:
     faces = timed("face_crops", lambda: crop_faces(frames, median_boxes(boxes), cfg.crop_scale))
     scorer, rm = ASDScorer.from_settings(s, cfg.asd_checkpoint, windows_s=cfg.windows_s)
     feats = timed("mfcc", lambda: mfcc(audio))
-    cache = timed("asd_visual_6windows", lambda: scorer.embed(faces))
+    m = scorer.aligned_length(n, len(feats))  # video and audio cut to their common length, as the stage does
+    cache = timed("asd_visual_6windows", lambda: scorer.embed(faces[:m]))
     timed("asd_audio_backend_6windows", lambda: scorer.score_cached(cache, feats))
     timed("asd_visual_only_head", lambda: scorer.visual_scores(cache))
     op = ConversationOperator(s)

@@ -342,6 +342,7 @@ class VisualCache:
     faces: np.ndarray | None = None  # [T, 112, 112] uint8, kept to re-embed a window cut short by the audio
     windows: dict[int, list[tuple[int, torch.Tensor]]] = field(default_factory=dict)  # d -> [(start, emb[1,t,128])]
     visual_logits: np.ndarray | None = None
+    cut: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)  # windows cut short by the audio
 
 
 class ASDScorer:
@@ -423,24 +424,30 @@ class ASDScorer:
         acc = np.zeros(n, np.float64)
         used = [d for d in cache.windows if windows is None or d in set(int(w) for w in windows)] or list(cache.windows)
         for d in used:
-            items = cache.windows[d]
-            for s, emb in items:
+            # windows of equal length run as one batch (same result as one by one: no cross-talk in a batch)
+            groups: dict[int, list[tuple[int, torch.Tensor]]] = {}
+            for s, emb in cache.windows[d]:
                 if s >= n:
                     continue
                 e = min(s + emb.shape[1], n)
-                if e - s < 1:
-                    continue
-                ea = self.net.model.embed_audio(at[4 * s:4 * e].unsqueeze(0))
-                m = min(ea.shape[1], e - s)
                 if emb.shape[1] != e - s:
                     # the window is cut by the audio length: re-embed the visual part as the demo would
                     emb = self._re_embed(cache, d, s, e)
-                acc[s:s + m] += self.net.lossAV(self.net.model.fuse(ea[:, :m], emb[:, :m]))[0].numpy()
+                groups.setdefault(e - s, []).append((s, emb))
+            for length, members in groups.items():
+                ea = self.net.model.embed_audio(torch.stack([at[4 * s:4 * (s + length)] for s, _ in members]))
+                ev = torch.cat([emb for _, emb in members], dim=0)
+                m = min(ea.shape[1], length)
+                logits = self.net.lossAV(self.net.model.fuse(ea[:, :m], ev[:, :m])).numpy()
+                for (s, _), row in zip(members, logits):
+                    acc[s:s + m] += row
         out[:n] = (acc / len(used)).astype(np.float32)
         return out
 
     def _re_embed(self, cache: VisualCache, d: int, s: int, e: int) -> torch.Tensor:
-        return self.net.model.embed_visual(torch.from_numpy(np.ascontiguousarray(cache.faces[s:e])).unsqueeze(0))
+        if (s, e) not in cache.cut:  # computed once per cache: re-scoring with other audio reuses it
+            cache.cut[(s, e)] = self.net.model.embed_visual(torch.from_numpy(np.ascontiguousarray(cache.faces[s:e])).unsqueeze(0))
+        return cache.cut[(s, e)]
 
     def score(self, faces: np.ndarray, audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
         """[T] speaking logits (demo semantics) for faces [T, 112, 112] uint8 and mono audio aligned to frame 0."""

@@ -169,17 +169,19 @@ class ConversationOperator(Operator):
         boxes[missing] = lm_boxes[missing]
         have_face = np.all(np.isfinite(boxes), axis=1)
         faces = crop_faces(frames, median_boxes(boxes), cfg.crop_scale)
-        cache = self.scorer.embed(faces)
         feats = mfcc(audio)
-        s0 = self.scorer.score_cached(cache, feats)
+        # as the demo: video and audio cut to their common length (no window is then cut short by the audio)
+        m = max(1, min(n, self.scorer.aligned_length(n, len(feats))))
+        cache = self.scorer.embed(faces[:m])
+        s0 = _extend(self.scorer.score_cached(cache, feats), n)
         s0[~have_face] = np.nan
-        visual = self.scorer.visual_scores(cache).copy()
+        visual = _extend(self.scorer.visual_scores(cache), n)
         visual[~have_face] = np.nan
         motion = st.mouth_motion(mo, 25.0, cfg.mouth_window_s)
         lags = self.lags()
         lag_scores = []
         for k in lags:
-            lag_scores.append(self.scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s))
+            lag_scores.append(_extend(self.scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s), n))
         lag_scores = np.stack(lag_scores) if len(lags) else np.zeros((0, n))
         sync = s0 - visual  # what the heard audio adds beyond the lips alone (see operators/states.py)
         # frames chosen without looking at the audio (a speech mask would favour lag 0): a moving mouth
@@ -308,6 +310,15 @@ class ConversationOperator(Operator):
                 task.drop_clip(c, STAGE, "av_offset", f"audio offset {shot_off:+.2f} s in this shot (gain {shot_gain:.2f} logit; "
                                f"limit {cfg.max_av_offset_s:.2f} s)")
                 counts["offset_rejected"] += 1
+
+
+def _extend(x: np.ndarray, n: int) -> np.ndarray:
+    """x to length n, holding the last finite value (the demo drops the last frames without audio)."""
+    x = np.asarray(x, np.float64)[:n]
+    if len(x) == n:
+        return x.copy()
+    fin = x[np.isfinite(x)]
+    return np.concatenate([x, np.full(n - len(x), fin[-1] if len(fin) else np.nan)])
 
 
 def _place(x: np.ndarray, s: int, T: int) -> np.ndarray:

@@ -89,6 +89,7 @@ def test_crop_faces_geometry():
     assert (crops[1] == 110).all()  # no box: pad value
 
 
+@pytest.mark.slow
 def test_scores_own_audio_above_swapped_audio(media_dir, model_dir, capsys):
     """Must-show 1 of issue 5: on talking_face_1..5 with their own audio the mean speaking score is
     clearly above the same faces with another clip's audio swapped in."""
