@@ -16,6 +16,7 @@ as a reject with reason ``internal_error`` so the rest of the run goes on.
 """
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import time
@@ -149,7 +150,7 @@ def provenance_entry(stage: str, model: str = "", weights_sha256: str = "", para
     }
 
 
-class Operator:
+class Operator(abc.ABC):
     """Base of every stage. Subclasses set the class attributes and implement process()."""
 
     name: ClassVar[str] = "operator"
@@ -169,8 +170,9 @@ class Operator:
             self.setup()
             self._is_setup = True
 
-    def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:
+        """Transform one task; record rejects on it rather than raising for bad input."""
 
     @classmethod
     def validate_contract(cls) -> None:
