@@ -103,21 +103,11 @@ def composite(media_dir, tmp_path_factory):
 
 
 def detect_cuts(path: Path, settings) -> list[int]:
-    from operators.decode import open_video
-    from operators.shots import CutDetectors, merge_cuts
+    from operators.shots import merge_cuts
+    from test_shots import decode_and_detect
 
-    import numpy as np
-
-    vid = open_video(str(path), settings.shots.decode_width_px)
-    det = None
-    luma = []
-    with vid:
-        for f in vid.frames():
-            if det is None:
-                det = CutDetectors(settings.shots, vid.info.fps)
-            det.process(f.index, f.image)
-            luma.append(float(f.image.mean()))
-    return [c.frame for c in merge_cuts(det.finish(np.asarray(luma)), settings.shots.min_scene_len_frames)]
+    cuts, _ = decode_and_detect(path, settings)
+    return [c.frame for c in merge_cuts(cuts, settings.shots.min_scene_len_frames)]
 
 
 def test_composite_cut_f1(composite, settings):
