@@ -28,6 +28,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--video", default="video/talking_hdtf_hill.mp4")
+    ap.add_argument("--sync-signal", default=None, choices=["head", "av_minus_visual"])
     args = ap.parse_args(argv)
 
     import torch
@@ -44,6 +45,8 @@ def main(argv=None) -> dict:
     if args.models:
         s.models.dir = args.models
     cfg = s.conversation
+    if args.sync_signal:
+        cfg.sync_signal = args.sync_signal
     src = {"video_uri": str(Path(args.media) / args.video)}
     t0 = time.process_time()
     frames = read_clip_frames(src, size=(384, 384), fps=25)[: int(args.seconds * 25)]
@@ -69,14 +72,24 @@ def main(argv=None) -> dict:
     m = scorer.aligned_length(n, len(feats))  # video and audio cut to their common length, as the stage does
     cache = timed("asd_visual_6windows", lambda: scorer.embed(faces[:m]))
     timed("asd_audio_backend_6windows", lambda: scorer.score_cached(cache, feats))
-    timed("asd_visual_only_head", lambda: scorer.visual_scores(cache))
     op = ConversationOperator(s)
     lags = op.lags()
-    timed("sync_offset_scan", lambda: [scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s) for k in lags])
+    if cfg.sync_signal == "head":  # the fine-tuned sync head over the same embeddings, then its lag scan
+        from models.lr_asd_sync import load_head, sync_scores
+        from models.registry import resolve_for
+
+        head = load_head(scorer.net, resolve_for(s, "lr-asd-sync").path)
+        timed("sync_head_6windows", lambda: sync_scores(head, scorer.net, cache, feats))
+        timed("sync_offset_scan", lambda: [sync_scores(head, scorer.net, cache, feats, int(k), windows=cfg.offset_windows_s) for k in lags])
+        sync_parts = ("sync_head_6windows", "sync_offset_scan")
+    else:
+        timed("asd_visual_only_head", lambda: scorer.visual_scores(cache))
+        timed("sync_offset_scan", lambda: [scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s) for k in lags])
+        sync_parts = ("asd_visual_only_head", "sync_offset_scan")
     vad = SileroVAD.load(s)
     timed("vad", lambda: vad.speech_probabilities(audio))
     asd = out["asd_visual_6windows"]["cpu_s"] + out["asd_audio_backend_6windows"]["cpu_s"] + out["mfcc"]["cpu_s"] + out["face_crops"]["cpu_s"]
-    sync = out["sync_offset_scan"]["cpu_s"] + out["asd_visual_only_head"]["cpu_s"]
+    sync = sum(out[k]["cpu_s"] for k in sync_parts)
     total = asd + sync + out["landmarks"]["cpu_s"] + out["vad"]["cpu_s"]
     per_min = 60.0 * 25.0 / n
     out["asd_frames_per_s_per_core"] = round(n / max(asd, 1e-9), 1)
@@ -85,6 +98,7 @@ def main(argv=None) -> dict:
         "vad": round(out["vad"]["cpu_s"] * per_min, 1), "sync_added": round(sync * per_min, 1),
         "total": round(total * per_min, 1)}
     out["offset_lags"] = len(lags)
+    out["sync_signal"] = cfg.sync_signal
     lm.close()
     print(json.dumps(out, indent=1))
     return out

@@ -38,6 +38,13 @@ class ModelSpec:
     runtime: str
     fallback: str = "the stage rejects affected items with reason 'model_missing'"
     notes: str = ""
+    bundled: bool = False  # our own small weights, shipped in the repository under models/weights/
+
+    def root(self, model_dir: str | os.PathLike | None) -> Path:
+        """Directory its files are resolved in: models/weights/ when bundled, else the model directory."""
+        if self.bundled:
+            return BUNDLED_DIR
+        return Path(model_dir) if model_dir else default_model_dir()
 
     @property
     def main(self) -> ModelFile:
@@ -49,6 +56,7 @@ def _gh(repo: str, commit: str, path: str) -> str:
 
 
 REGISTRY: dict[str, ModelSpec] = {}
+BUNDLED_DIR = REPO_ROOT / "models" / "weights"
 
 
 def register(spec: ModelSpec) -> ModelSpec:
@@ -66,6 +74,12 @@ register(ModelSpec(
     (ModelFile("lr-asd/finetuning_TalkSet.model", "6b4ef53694e874e96cf630198dc479c78aebb3993bbf166aee3d926dfe7d9342",
                _gh("Junhua-Liao/LR-ASD", "1b6dcd2", "weight/finetuning_TalkSet.model")),),
     "MIT", "Junhua-Liao/LR-ASD @ 1b6dcd2", "torch (state dict, weights_only)"))
+register(ModelSpec(
+    "lr-asd-sync", "audio-visual sync head on LR-ASD embeddings (ours: fine-tuned back end, no encoder weights)",
+    (ModelFile("lr_asd_sync_head.pt", "9d7f0b416b8736c556c399a0a5c60bc107fc0ee309b0467651519a0fa1e4269b", ""),),
+    "MIT (ours; base: LR-ASD pretrain_AVA, MIT)", "this repository: python -m models.lr_asd_sync_train (recipe card "
+    "models/weights/lr_asd_sync_head.json)", "torch (state dict, weights_only)",
+    fallback="conversation.sync_signal: av_minus_visual (the published checkpoint's evidence)", bundled=True))
 register(ModelSpec(
     "scrfd-500m", "face detection (5 keypoints)",
     (ModelFile("scrfd/scrfd_500m_kps.onnx", "517cb1980c72422e676738fc45431700fb7cbee56d0f825b623ee427b3e5ce58",
@@ -193,7 +207,7 @@ class ResolvedModel:
 def resolve(name: str, model_dir: str | os.PathLike | None = None, verify: bool = True) -> ResolvedModel:
     """Paths of a registered model's files, checked to exist and (by default) to match their sha256."""
     spec = REGISTRY[name]
-    root = Path(model_dir) if model_dir else default_model_dir()
+    root = spec.root(model_dir)
     paths, digests = [], []
     for f in spec.files:
         p = root / f.relpath
@@ -238,11 +252,10 @@ class VerifyResult:
 
 
 def verify_all(model_dir: str | os.PathLike | None = None) -> list[VerifyResult]:
-    root = Path(model_dir) if model_dir else default_model_dir()
     out = []
     for spec in REGISTRY.values():
         for f in spec.files:
-            p = root / f.relpath
+            p = spec.root(model_dir) / f.relpath
             if not p.is_file():
                 out.append(VerifyResult(spec.name, f.relpath, "missing", str(p)))
                 continue
@@ -262,6 +275,11 @@ def pull(model_dir: str | os.PathLike, names: list[str] | None = None, base_url:
     out = []
     for spec in REGISTRY.values():
         if names and spec.name not in names:
+            continue
+        if spec.bundled:  # nothing to download: it ships with the repository
+            out += [VerifyResult(spec.name, f.relpath, "ok" if (BUNDLED_DIR / f.relpath).is_file()
+                                 and sha256_file(BUNDLED_DIR / f.relpath) == f.sha256 else "mismatch",
+                                 "bundled in models/weights/") for f in spec.files]
             continue
         for f in spec.files:
             dest = root / f.relpath

@@ -124,6 +124,14 @@ class ConversationOperator(Operator):
             self.scorer = ASDScorer(load_lr_asd(self.asd_model.path), windows_s=cfg.windows_s)
             self.landmarker = FaceLandmarker.from_settings(self.settings, num_faces=2)
             self.vad = SileroVAD.load(self.settings)
+            self.sync_model = None
+            self.sync_head = None
+            if cfg.sync_signal == "head":
+                from models.lr_asd_sync import load_head
+                from models.registry import resolve_for
+
+                self.sync_model = resolve_for(self.settings, "lr-asd-sync")
+                self.sync_head = load_head(self.scorer.net, self.sync_model.path)
         except MissingModelError as exc:
             self.model_error = str(exc)
 
@@ -133,9 +141,9 @@ class ConversationOperator(Operator):
         return st.StateParams(
             fps=25.0, speak_threshold=c.speak_threshold, speak_hysteresis=c.speak_hysteresis,
             vad_threshold=c.vad_threshold, vad_hysteresis=c.vad_hysteresis, min_speech_gap_s=c.min_speech_gap_s,
-            sync_min=c.sync_min, cross_margin=c.cross_margin, min_sync_frames=c.min_sync_frames,
+            sync_min=c.sync_param("sync_min"), cross_margin=c.sync_param("cross_margin"), min_sync_frames=c.min_sync_frames,
             motion_threshold=c.motion_threshold, smooth_frames=c.smooth_frames, sync_smooth_frames=c.sync_smooth_frames,
-            min_segment_s=c.min_segment_s, use_sync=c.sync)
+            min_segment_s=c.min_segment_s, use_sync=c.sync, sync_relative=c.sync_signal == "av_minus_visual")
 
     def lags(self) -> np.ndarray:
         c = self.settings.conversation
@@ -179,11 +187,17 @@ class ConversationOperator(Operator):
         visual[~have_face] = np.nan
         motion = st.mouth_motion(mo, 25.0, cfg.mouth_window_s)
         lags = self.lags()
-        lag_scores = []
-        for k in lags:
-            lag_scores.append(_extend(self.scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s), n))
-        lag_scores = np.stack(lag_scores) if len(lags) else np.zeros((0, n))
-        sync = s0 - visual  # what the heard audio adds beyond the lips alone (see operators/states.py)
+        if self.sync_head is not None:
+            from models.lr_asd_sync import sync_scores
+
+            # the fine-tuned sync head: log-odds that this mouth speaks the heard audio (models/lr_asd_sync.py)
+            sync = _extend(sync_scores(self.sync_head, self.scorer.net, cache, feats), n)
+            shifted = lambda k: sync_scores(self.sync_head, self.scorer.net, cache, feats, int(k), windows=cfg.offset_windows_s)  # noqa: E731
+        else:
+            sync = s0 - visual  # what the heard audio adds beyond the lips alone (see operators/states.py)
+            shifted = lambda k: self.scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s)  # noqa: E731
+        sync[~have_face] = np.nan
+        lag_scores = np.stack([_extend(shifted(k), n) for k in lags]) if len(lags) else np.zeros((0, n))
         # frames chosen without looking at the audio (a speech mask would favour lag 0): a moving mouth
         sel = (np.nan_to_num(motion) > cfg.motion_threshold) & have_face & np.all(np.isfinite(lag_scores), axis=0)
         if len(lags) and sel.sum() >= 5:
@@ -200,8 +214,9 @@ class ConversationOperator(Operator):
         if not len(curve) or not np.isfinite(curve).any():
             return float("nan"), 0.0
         i = int(np.nanargmax(curve))
-        zero = int(np.argmin(np.abs(lags - cfg.offset_bias_frames)))
-        off = (float(lags[i]) - cfg.offset_bias_frames) / 25.0
+        bias = cfg.sync_param("offset_bias_frames")
+        zero = int(np.argmin(np.abs(lags - bias)))
+        off = (float(lags[i]) - bias) / 25.0
         return off, float(curve[i] - curve[zero])
 
     # ----------------------------------------------------------------------------------------- process
@@ -259,9 +274,11 @@ class ConversationOperator(Operator):
             if results:
                 self.last_analyses[shot_index] = results
                 self._decide_shot(task, results, counts)
-        task.record_provenance("conversation", STAGE, f"{self.asd_model.name}+mediapipe-face-landmarker+silero-vad",
-                               self.asd_model.digest, {**cfg.model_dump(mode="json"), "vad_sha256": self.vad.sha256,
-                                                       "landmarker_sha256": self.landmarker.digest})
+        extra = {"sync_head_sha256": self.sync_model.digest} if self.sync_model is not None else {}
+        names = f"{self.asd_model.name}{'+lr-asd-sync' if self.sync_model is not None else ''}+mediapipe-face-landmarker+silero-vad"
+        task.record_provenance("conversation", STAGE, names, self.asd_model.digest,
+                               {**cfg.model_dump(mode="json"), "vad_sha256": self.vad.sha256,
+                                "landmarker_sha256": self.landmarker.digest, **extra})
         task.scratch["conversation_counts"] = counts
         return task
 
@@ -288,7 +305,7 @@ class ConversationOperator(Operator):
             w = np.array([wt for _, wt in curves])
             pooled = np.nansum(np.stack([cv * wt for cv, wt in curves]), axis=0) / w.sum()
             shot_off, shot_gain = self.offset_of(pooled)
-        offset_bad = (np.isfinite(shot_off) and abs(shot_off) > cfg.max_av_offset_s and shot_gain >= cfg.offset_min_gain)
+        offset_bad = (np.isfinite(shot_off) and abs(shot_off) > cfg.max_av_offset_s and shot_gain >= cfg.sync_param("offset_min_gain"))
         for (c, r, sp), s, code in zip(results, starts, codes):
             cc = code[s:s + r.n]
             off, _ = self.offset_of(r.lag_curve)

@@ -215,38 +215,36 @@ def find_inset(eh: np.ndarray, ev: np.ndarray, bars: tuple[int, int, int, int] =
     rows = _top_positions(_segments(eh, True, max(6, int(0.12 * w))), y_lo + 2, y_hi - 3) + [y_lo, y_hi - 1]
     cols = _top_positions(_segments(ev, False, max(6, int(0.12 * h))), x_lo + 2, x_hi - 3) + [x_lo, x_hi - 1]
     full = float((y_hi - y_lo) * (x_hi - x_lo))
+    # every (row pair, column pair) at once, in the order a nested loop over rows then columns visits them
+    ri, rj = np.triu_indices(len(rows), 1)
+    ci, cj = np.triu_indices(len(cols), 1)
+    r, c = np.asarray(rows), np.asarray(cols)
+    y0, y1 = np.minimum(r[ri], r[rj]), np.maximum(r[ri], r[rj])
+    x0, x1 = np.minimum(c[ci], c[cj]), np.maximum(c[ci], c[cj])
+    ok_y, ok_x = (y1 - y0) >= 0.12 * h, (x1 - x0) >= 0.12 * w
+    y0, y1, x0, x1 = y0[ok_y, None], y1[ok_y, None], x0[None, ok_x], x1[None, ok_x]
+    if y0.size == 0 or x0.size == 0:
+        return None, 0.0
+    area = ((x1 - x0) * (y1 - y0)).astype(np.float64)
+    bt, bb, bl, br = y0 == y_lo, y1 == y_hi - 1, x0 == x_lo, x1 == x_hi - 1
+    n_border = bt.astype(int) + bb + bl + br
+    valid = (area / full >= 0.03) & (area / full <= 0.6) & (n_border <= 2)
+    dx, dy = (x1 - x0).astype(np.float64), (y1 - y0).astype(np.float64)
+    sup = np.ones(area.shape)
+    for border, v in ((bt, (ch[y0, x1] - ch[y0, x0]) / dx), (bb, (ch[y1, x1] - ch[y1, x0]) / dx),
+                      (bl, (cv[y1, x0] - cv[y0, x0]) / dy), (br, (cv[y1, x1] - cv[y0, x1]) / dy)):
+        sup = np.where(border, sup, np.minimum(sup, v))
+    valid &= sup >= min_support
+    if not valid.any():
+        return None, 0.0
+    # the same choice as a scan in loop order: a candidate replaces the best when (support, area) beats
+    # (best support rounded to 0.1, best area)
     best, best_key, best_sup = None, (0.0, 0.0), 0.0
-    for i, ya in enumerate(rows):
-        for yb in rows[i + 1:]:
-            y0, y1 = min(ya, yb), max(ya, yb)
-            if y1 - y0 < 0.12 * h:
-                continue
-            for j, xa in enumerate(cols):
-                for xb in cols[j + 1:]:
-                    x0, x1 = min(xa, xb), max(xa, xb)
-                    if x1 - x0 < 0.12 * w:
-                        continue
-                    area = float((x1 - x0) * (y1 - y0))
-                    if not 0.03 <= area / full <= 0.6:
-                        continue
-                    on_border = [y0 == y_lo, y1 == y_hi - 1, x0 == x_lo, x1 == x_hi - 1]
-                    if sum(on_border) > 2:
-                        continue
-                    sup = 1.0
-                    for side, border in zip("tblr", on_border):
-                        if border:
-                            continue
-                        if side in "tb":
-                            y = y0 if side == "t" else y1
-                            v = (ch[y, x1] - ch[y, x0]) / float(x1 - x0)
-                        else:
-                            x = x0 if side == "l" else x1
-                            v = (cv[y1, x] - cv[y0, x]) / float(y1 - y0)
-                        sup = min(sup, v)
-                        if sup < min_support:
-                            break
-                    if sup >= min_support and (sup, area) > best_key:
-                        best, best_key, best_sup = (int(x0), int(y0), int(x1), int(y1)), (round(sup, 1), area), sup
+    for iy, ix in zip(*np.nonzero(valid)):
+        v, a = float(sup[iy, ix]), float(area[iy, ix])
+        if (v, a) > best_key:
+            best = (int(x0[0, ix]), int(y0[iy, 0]), int(x1[0, ix]), int(y1[iy, 0]))
+            best_key, best_sup = (float(np.round(v, 1)), a), v  # numpy rounding, as on the np.float64 before
     return best, float(best_sup)
 
 

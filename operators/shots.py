@@ -11,8 +11,9 @@ The :class:`ShotOperator` decodes the video once (operators/decode.py: PyAV, upr
 Cuts of all detectors are merged (:func:`merge_cuts`), shots are planned between them in source frame
 numbers (:func:`plan_shots`: gradual transitions are removed, ``shots.trim_frames`` trimmed at each cut),
 times come from the frames' PTS (variable frame rate files come out right), and
-``task.scratch["frame_times"]`` gets the PTS of every source frame. Audio is decoded once
-(operators.media.decode_audio, 16 kHz mono) for the audio statistics. Every shot gets its quality map,
+``task.scratch["frame_times"]`` gets the PTS of every source frame. Audio is decoded once, in-process
+(operators.decode.decode_audio_track, 16 kHz mono, in a thread beside the video decode) for the audio
+statistics. Every shot gets its quality map,
 then :func:`operators.quality.decide_shot` turns scores into kept/reason.
 
 Reject reasons (level shot): shot_too_short and the quality reasons of docs/QUALITY.md.
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from operators.base import Deadline, Operator, Resources, VideoTask
-from operators.media import MediaError, decode_audio, local_path
+from operators.media import MediaError, local_path
 
 STAGE = "shots"
 
@@ -296,17 +297,16 @@ class ShotOperator(Operator):
 
         import cv2
 
-        from operators.decode import open_video
+        from operators.decode import decode_audio_track, open_video
         from operators.quality import FrameStats, audio_scores, decide_shot, explain, reason_stage
 
         cfg = self.settings.shots
-        run = self.settings.run
         models = self.models
         want_audio = self.settings.quality.enabled and task.video.get("has_audio", True)
         pool = ThreadPoolExecutor(max_workers=1) if want_audio else None
         audio_future = None
-        if pool is not None:  # the audio decode (ffmpeg) runs beside the video decode
-            audio_future = pool.submit(decode_audio, path, deadline.timeout_for(run.subprocess_timeout_s))
+        if pool is not None:  # the audio decode runs beside the video decode
+            audio_future = pool.submit(decode_audio_track, path, 16000, deadline)
         try:
             vid = open_video(path, cfg.decode_width_px, cfg.fast_decode)
             detectors = stats = None

@@ -60,6 +60,7 @@ class StateParams:
     sync_smooth_frames: int = 25      # window on the sync evidence (it is noisy frame by frame)
     min_segment_s: float = 0.4
     use_sync: bool = True
+    sync_relative: bool = False       # compare sync evidence relative to each person's median (av_minus_visual signal)
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -185,11 +186,13 @@ def decide_states(people: list[PersonSignals], speech_prob: np.ndarray, p: State
     if p.use_sync and n and all(q.sync is not None for q in people):
         ks = max(1, p.sync_smooth_frames)
         raw = np.stack([moving_average(q.sync, ks) for q in people])
-        rel = np.empty_like(raw)
-        for i, q in enumerate(people):
-            sel = speech & face[i] & (moving[i] | active[i]) & np.isfinite(q.sync)
-            med = float(np.median(q.sync[sel])) if sel.sum() >= p.min_sync_frames else 0.0
-            rel[i] = moving_average(q.sync - med, ks)
+        rel = raw
+        if p.sync_relative:
+            rel = np.empty_like(raw)
+            for i, q in enumerate(people):
+                sel = speech & face[i] & (moving[i] | active[i]) & np.isfinite(q.sync)
+                med = float(np.median(q.sync[sel])) if sel.sum() >= p.min_sync_frames else 0.0
+                rel[i] = moving_average(q.sync - med, ks)
         in_sync = np.nan_to_num(raw, nan=-np.inf) > p.sync_min
         evidence = np.nan_to_num(rel, nan=-np.inf)
     else:

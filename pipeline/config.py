@@ -138,6 +138,13 @@ class PeopleSettings(Section):
     embed_every_detections: int = Field(3, ge=1, description="Faces are embedded on every n-th detection frame (identity needs a few faces per track, not all).")
 
 
+# Per sync signal defaults of the decision parameters (conversation.sync_signal; a config value overrides).
+SYNC_DEFAULTS: dict[str, dict[str, float]] = {
+    "head": {"sync_min": -6.0, "cross_margin": 1.0, "offset_bias_frames": 0.0, "offset_min_gain": 1.0},
+    "av_minus_visual": {"sync_min": -0.25, "cross_margin": 0.1, "offset_bias_frames": -1.0, "offset_min_gain": 0.5},
+}
+
+
 class ConversationSettings(Section):
     """Conversation states (conversation stage): LR-ASD, mouth motion, VAD, sync; see docs/CONVERSATION.md."""
 
@@ -156,16 +163,23 @@ class ConversationSettings(Section):
     min_segment_s: float = Field(0.4, ge=0, description="Shorter state runs are merged into their neighbours.")
     smooth_frames: int = Field(5, ge=1, description="Moving-average window (frames) on LR-ASD logits, VAD and mouth motion.")
     sync: bool = Field(True, description="Use the audio-visual sync evidence in the decision (issue 9); False: LR-ASD score and cross-person comparison only.")
-    sync_min: float = Field(-0.25, description="Smoothed sync evidence (audio-visual minus visual-only LR-ASD logit) a speaker needs at least.")
+    sync_signal: Literal["head", "av_minus_visual"] = Field("head", description="Sync evidence: 'head' = the fine-tuned LR-ASD sync head (models/lr_asd_sync.py, registry lr-asd-sync; log-odds), 'av_minus_visual' = the published checkpoint's audio-visual minus visual-only logit, taken relative to each person's median (the thresholds below were chosen for 'head'; docs/CONVERSATION.md gives the other signal's).")
+    sync_min: float | None = Field(None, description="Smoothed sync evidence a speaker needs at least; null: the signal's default (SYNC_DEFAULTS: head calibrated leave-one-person-out on the training people, av_minus_visual -0.25).")
     sync_smooth_frames: int = Field(25, ge=1, description="Moving-average window (frames) on the sync evidence.")
     min_sync_frames: int = Field(25, ge=1, description="Speech frames with a moving mouth a person needs before the sync evidence is taken relative to the person's median.")
-    cross_margin: float = Field(0.1, ge=0, description="A second person may speak at the same time only within this of the best relative sync evidence.")
+    cross_margin: float | None = Field(None, ge=0, description="A second person may speak at the same time only within this of the best sync evidence; null: the signal's default.")
     offset_windows_s: list[int] = Field(default_factory=lambda: [2, 4], description="LR-ASD window lengths of the shifted-audio passes of the offset scan.")
     offset_scan_s: float = Field(0.8, ge=0, description="Audio lags scanned (+-) for the audio-visual offset estimate.")
     offset_step_frames: int = Field(2, ge=1, description="Step of the offset scan in frames.")
-    offset_bias_frames: float = Field(-1.0, description="Lag (frames) at which the checkpoint peaks on in-sync footage (measured -1 for pretrain_AVA at crop 0.6 on the tuning faces); subtracted from the estimate.")
-    offset_min_gain: float = Field(0.5, ge=0, description="A shot is rejected for offset only when its peak beats the zero lag by this many logits.")
+    offset_bias_frames: float | None = Field(None, description="Lag (frames) at which the signal peaks on in-sync footage, subtracted from the estimate; null: the signal's default (head 0; av_minus_visual -1, measured for pretrain_AVA at crop 0.6 on the tuning faces).")
+    offset_min_gain: float | None = Field(None, ge=0, description="A shot is rejected for offset only when its peak beats the zero lag by this much (signal units); null: the signal's default.")
     max_av_offset_s: float = Field(0.2, ge=0, description="Clips whose audio is globally offset by more are rejected.")
+
+    def sync_param(self, name: str) -> float:
+        """Effective sync decision parameter: the config value, else the default of the chosen signal."""
+        v = getattr(self, name)
+        return float(SYNC_DEFAULTS[self.sync_signal][name] if v is None else v)
+
 
 
 class AudioSettings(Section):
