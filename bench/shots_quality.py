@@ -1,11 +1,17 @@
 """Benchmark: shot detection + quality scoring vs one plain ffmpeg decode of the same files.
 
     python -m bench.shots_quality [FILES...] [--repeat N]
+    python -m bench.shots_quality --pip          # picture-in-picture scores: constructed insets vs clean videos
 
 Default files: the sample videos of ../shared/media (video/*.mp4 and shots/*.mp4). Prints, per file and in
 total, wall and CPU seconds of the shots stage (probe excluded, models loaded once beforehand, audio
 decode + VAD included) and of `ffmpeg -i FILE -f null -` (video and audio decoded), and their ratios.
 Each measurement is the best of --repeat runs (the machine may be shared).
+
+--pip builds picture-in-picture composites with ffmpeg from ../shared/media (another clip scaled to 15-35%
+of the width, overlaid near each of the four corners, with and without a thin border, on static-camera and
+moving backgrounds; 4 s each, in a temporary folder) and prints the pip_score of every shot of every
+composite and of every clean sample video, with the margin to quality.max_pip_score.
 """
 from __future__ import annotations
 
@@ -45,14 +51,108 @@ def shots_stage(op, probe, path: str):
     return time.monotonic() - t0, _cpu() - c0, task
 
 
+# (host, inset source, inset width / host width, corner, border px, margin / host width)
+PIP_CASES = [
+    ("video/talking_hdtf_aoc.mp4", "video/talking_face_3.mp4", 0.35, "tr", 0, 0.04),
+    ("video/talking_hdtf_aoc.mp4", "video/talking_face_1.mp4", 0.20, "bl", 0, 0.04),
+    ("video/talking_hdtf_aoc.mp4", "video/stage_performer_audience_music.mp4", 0.30, "br", 3, 0.04),
+    ("video/interview_two_people.mp4", "video/talking_face_5.mp4", 0.15, "tl", 0, 0.04),
+    ("video/interview_two_people.mp4", "video/talking_hdtf_hill.mp4", 0.25, "br", 4, 0.04),
+    ("video/crowd_no_speech_1080p.mp4", "video/talking_face_2.mp4", 0.20, "tr", 0, 0.04),
+    ("video/crowd_no_speech_1080p.mp4", "video/talking_face_4.mp4", 0.30, "bl", 6, 0.04),
+    ("shots/goldeneye-vfr-drop3.mp4", "video/talking_face_1.mp4", 0.22, "tl", 0, 0.04),
+    ("video/stage_performer_audience_music.mp4", "video/talking_hdtf_aoc.mp4", 0.25, "tr", 0, 0.04),
+    ("video/stage_performer_audience_music.mp4", "video/interview_two_people.mp4", 0.33, "bl", 2, 0.04),
+    ("video/talking_face_4.mp4", "video/silent_film_music.mp4", 0.30, "br", 0, 0.04),
+    ("video/talking_face_2.mp4", "video/talking_face_5.mp4", 0.18, "tl", 2, 0.04),
+    ("video/talking_face_1.mp4", "video/talking_hdtf_hill.mp4", 0.25, "tr", 0, 0.0),
+]
+
+
+def make_pip(media: Path, host: str, inset: str, frac: float, corner: str, border: int, margin: float,
+             out: Path, seconds: float = 4.0) -> None:
+    """Overlay `inset` (scaled to frac of the host width, optional white border) near a corner of `host`."""
+    import subprocess
+
+    import av
+
+    def size(p):
+        with av.open(str(p)) as c:
+            s = c.streams.video[0]
+            return s.codec_context.width, s.codec_context.height
+
+    W, H = size(media / host)
+    w0, h0 = size(media / inset)
+    iw = int(round(W * frac / 2)) * 2
+    ih = int(round(iw * h0 / w0 / 2)) * 2
+    m = int(round(margin * W))
+    tw, th = iw + 2 * border, ih + 2 * border
+    x = m if corner[1] == "l" else W - tw - m
+    y = m if corner[0] == "t" else H - th - m
+    chain = f"[1:v]scale={iw}:{ih},setsar=1" + (f",pad={tw}:{th}:{border}:{border}:color=white" if border else "")
+    fc = f"{chain}[i];[0:v][i]overlay=x={x}:y={y}:shortest=1,format=yuv420p[v]"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(media / host), "-stream_loop", "-1",
+                    "-i", str(media / inset), "-filter_complex", fc, "-map", "[v]", "-map", "0:a?", "-t", str(seconds),
+                    "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-c:a", "aac", str(out)],
+                   check=True, timeout=300)
+
+
+def pip_report(shared: Path, clean: list[str]) -> int:
+    import tempfile
+
+    from operators.base import VideoTask, run_operator
+    from operators.probe import ProbeOperator
+    from operators.shots import ShotOperator
+    from pipeline.config import Settings
+
+    s = Settings()
+    s.probe.require_audio = False
+    limit = s.quality.max_pip_score
+    op, probe = ShotOperator(s), ProbeOperator(s)
+    op.ensure_setup()
+
+    def scores(path: str) -> list[float]:
+        task = run_operator(op, run_operator(probe, VideoTask(uri=path), 600), 600)
+        return [sh["quality"].get("pip_score", float("nan")) for sh in task.shots
+                if sh["quality"].get("duration_s", 0) >= s.shots.min_clip_s - 1e-6]
+
+    print(f"quality.max_pip_score = {limit}  (inset margin = score - threshold, must be > 0; clean margin = "
+          f"threshold - score, must be > 0)")
+    with tempfile.TemporaryDirectory() as tmp:
+        ins = []
+        for i, (host, inset, frac, corner, border, margin) in enumerate(PIP_CASES):
+            out = Path(tmp) / f"pip{i:02d}.mp4"
+            # the stage video has cuts: take all of it so that it has shots of at least min_clip_s
+            make_pip(shared / "media", host, inset, frac, corner, border, margin, out,
+                     seconds=10.0 if "stage" in host else 4.0)
+            sc = scores(str(out))
+            name = f"{Path(host).stem} + {Path(inset).stem} {int(frac * 100)}% {corner} b{border} m{margin:g}"
+            lo = min(sc) if sc else float("nan")
+            ins.append(lo)
+            print(f"inset  {name:<72} pip {' '.join(f'{v:.2f}' for v in sc):<16} margin {lo - limit:+.2f}")
+    cl = []
+    for f in clean:
+        sc = scores(f)
+        hi = max(sc) if sc else float("nan")
+        cl.append(hi)
+        print(f"clean  {Path(f).name:<72} pip {' '.join(f'{v:.2f}' for v in sc):<16} margin {limit - hi:+.2f}")
+    found = sum(1 for v in ins if v > limit)
+    false = sum(1 for v in cl if v > limit)
+    print(f"insets over the threshold: {found}/{len(ins)}; clean videos over it: {false}/{len(cl)}")
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="*")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--pip", action="store_true", help="picture-in-picture scores of constructed insets and clean videos")
     args = ap.parse_args(argv)
     shared = Path(os.environ.get("LPM_SHARED_DIR", REPO.parent / "shared"))
     files = args.files or sorted(glob.glob(str(shared / "media" / "video" / "*.mp4")) + glob.glob(str(shared / "media" / "shots" / "*.mp4")))
     os.environ.setdefault("LPM_MODEL_DIR", str(shared / "models"))
+    if args.pip:
+        return pip_report(shared, files)
 
     from operators.probe import ProbeOperator
     from operators.shots import ShotOperator

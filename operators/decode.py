@@ -300,8 +300,8 @@ def decode_audio_track(path: str, sample_rate: int = 16000, deadline=None, check
                         out.append(o.to_ndarray().reshape(-1))
             for o in resampler.resample(None):
                 out.append(o.to_ndarray().reshape(-1))
-        except av.error.FFmpegError:
-            pass  # keep what decoded before the stream broke
+        except (av.error.FFmpegError, ValueError):
+            pass  # keep what decoded before the stream broke (or the resampler refused a frame)
     finally:
         container.close()
     return np.concatenate(out).astype(np.float32, copy=False) if out else np.zeros(0, dtype=np.float32)

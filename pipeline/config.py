@@ -85,7 +85,7 @@ class QualitySettings(Section):
 
     enabled: bool = True
     sample_fps: float = Field(2.0, gt=0, description="Frames per second scored for the per-frame image metrics (sharpness, exposure, colour, motion, borders, insets, text).")
-    brisque_fps: float = Field(1.0, gt=0, description="Frames per second scored with BRISQUE (about 5 ms each).")
+    brisque_fps: float = Field(0.5, gt=0, description="Frames per second scored with BRISQUE (about 3-5 ms each; the median over a shot is stable at one frame every 2 s).")
     min_sharpness: float = Field(40.0, ge=0, description="Variance of the Laplacian on the decode frames; below is 'blurry'.")
     min_brightness: float = Field(30.0, ge=0, le=255)
     max_brightness: float = Field(230.0, ge=0, le=255)
