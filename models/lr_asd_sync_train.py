@@ -351,9 +351,48 @@ def calibrate(media: Path, model_dir, workdir: Path, steps: int, augs: int, batc
         per[p] = {k: round(float(x), 3) for k, x in r.items() if k != "values"}
         print(f"left out {p}: " + " ".join(f"{k}={x}" for k, x in per[p].items()), flush=True)
     thr, bacc = balanced_threshold(np.concatenate(own), np.concatenate(neg))
-    cal = {"smooth_frames": smooth, "per_person": per, "sync_min": round(thr, 2), "balanced_accuracy": round(bacc, 3)}
+    cal = {"smooth_frames": smooth, "per_person": per, "sync_min": round(thr, 2), "balanced_accuracy": round(bacc, 3),
+           "offset_scan": lag_calibration(media, model_dir, workdir, people)}
     (workdir / "calibration.json").write_text(json.dumps(cal, indent=2) + "\n")
     return cal
+
+
+def lag_curve(head, net, cache, feats, speech: np.ndarray, lags: np.ndarray, windows=(2, 4)) -> np.ndarray:
+    """Mean sync log-odds over the speech frames for each audio lag (frames; positive: audio taken later)."""
+    from models.lr_asd_sync import sync_scores
+
+    out = []
+    for k in lags:
+        sc = sync_scores(head, net, cache, feats, int(k), windows=windows)
+        m = speech[: len(sc)] & np.isfinite(sc)
+        out.append(float(np.mean(sc[m])) if m.any() else float("nan"))
+    return np.array(out)
+
+
+def lag_calibration(media: Path, model_dir, workdir: Path, people: tuple[str, ...] = TRAIN_PEOPLE,
+                    delays_s: tuple[float, ...] = (0.0, 0.5), scan_s: float = 0.8) -> dict:
+    """With each leave-one-out head (workdir/lopo_<person>.pt) on its left-out face: the offset scan's peak
+    lag and its gain over lag 0, for the own voice in sync and delayed. offset_min_gain is chosen between
+    the largest in-sync gain and the smallest delayed gain."""
+    from models.lr_asd import ASDScorer, crop_faces, mfcc
+    from models.lr_asd_sync import load_head
+
+    scorer = ASDScorer.from_dir(model_dir)
+    k = int(round(scan_s * FPS))
+    lags = np.arange(-k - k % 2, k + 1, 2)
+    rows = {}
+    for p in people:
+        head = load_head(scorer.net, workdir / f"lopo_{p}.pt")
+        per = load_person(media / "video" / f"{p}.mp4", model_dir)
+        cache = scorer.embed(crop_faces(per.frames, _smooth(per.boxes), 0.6))
+        for d in delays_s:
+            audio = np.concatenate([np.zeros(int(d * SR), np.float32), per.audio])[: len(per.audio)]
+            c = lag_curve(head, scorer.net, cache, mfcc(audio), per.speech, lags)
+            i, z = int(np.nanargmax(c)), int(np.where(lags == 0)[0][0])
+            rows[f"{p} delay {d:.1f}s"] = {"peak_s": round(float(lags[i]) / FPS, 2), "gain": round(float(c[i] - c[z]), 2)}
+    in_sync = max(r["gain"] for n, r in rows.items() if n.endswith("delay 0.0s"))
+    delayed = min(r["gain"] for n, r in rows.items() if not n.endswith("delay 0.0s"))
+    return {"rows": rows, "max_gain_in_sync": in_sync, "min_gain_delayed": delayed}
 
 
 def main(argv=None) -> int:
@@ -369,6 +408,7 @@ def main(argv=None) -> int:
     ap.add_argument("--people", nargs="*", default=list(TRAIN_PEOPLE), help="training people (clip names under video/)")
     ap.add_argument("--calibrate", default=None, metavar="DIR",
                     help="leave-one-person-out calibration of the decision threshold; writes DIR/calibration.json")
+    ap.add_argument("--lags-only", action="store_true", help="with --calibrate: only redo the offset-scan part from DIR's heads")
     a = ap.parse_args(argv)
     from pipeline.config import REPO_ROOT
 
@@ -376,6 +416,12 @@ def main(argv=None) -> int:
     out = Path(a.out) if a.out else REPO_ROOT / "models" / "weights" / "lr_asd_sync_head.pt"
     if a.calibrate:
         Path(a.calibrate).mkdir(parents=True, exist_ok=True)
+        if all((Path(a.calibrate) / f"lopo_{p}.pt").exists() for p in a.people) and a.lags_only:
+            cal = json.loads((Path(a.calibrate) / "calibration.json").read_text())
+            cal["offset_scan"] = lag_calibration(media, a.model_dir, Path(a.calibrate), tuple(a.people))
+            (Path(a.calibrate) / "calibration.json").write_text(json.dumps(cal, indent=2) + "\n")
+            print(json.dumps(cal, indent=2))
+            return 0
         cal = calibrate(media, a.model_dir, Path(a.calibrate), a.steps, a.augs, a.batch, a.lr, a.seed, tuple(a.people))
         print(json.dumps(cal, indent=2))
         return 0

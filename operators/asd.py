@@ -191,8 +191,8 @@ class ConversationOperator(Operator):
             from models.lr_asd_sync import sync_scores
 
             # the fine-tuned sync head: log-odds that this mouth speaks the heard audio (models/lr_asd_sync.py)
-            sync = _extend(sync_scores(self.sync_head, self.scorer.net, cache, feats), n)
-            shifted = lambda k: sync_scores(self.sync_head, self.scorer.net, cache, feats, int(k), windows=cfg.offset_windows_s)  # noqa: E731
+            sync = _extend(sync_scores(self.sync_head, self.scorer.net, cache, feats, windows=cfg.sync_windows_s), n)
+            shifted = lambda k: sync_scores(self.sync_head, self.scorer.net, cache, feats, int(k), windows=cfg.sync_windows_s)  # noqa: E731
         else:
             sync = s0 - visual  # what the heard audio adds beyond the lips alone (see operators/states.py)
             shifted = lambda k: self.scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s)  # noqa: E731
@@ -200,6 +200,10 @@ class ConversationOperator(Operator):
         lag_scores = np.stack([_extend(shifted(k), n) for k in lags]) if len(lags) else np.zeros((0, n))
         # frames chosen without looking at the audio (a speech mask would favour lag 0): a moving mouth
         sel = (np.nan_to_num(motion) > cfg.motion_threshold) & have_face & np.all(np.isfinite(lag_scores), axis=0)
+        if self.sync_head is not None and len(lags):
+            # only frames whose mouth follows the audio at SOME lag: where another voice is heard (no lag
+            # fits) the curve is flat and would only dilute the peak
+            sel &= np.nanmax(np.where(np.isfinite(lag_scores), lag_scores, -np.inf), axis=0) > cfg.sync_param("sync_min")
         if len(lags) and sel.sum() >= 5:
             curve = lag_scores[:, sel].mean(axis=1)
         else:
