@@ -2,9 +2,12 @@
 
     python -m models.lr_asd_sync_train --media ../shared/media --out models/weights/lr_asd_sync_head.pt
 
-Data: talking-to-camera clips of the TRAINING people only (``TRAIN_PEOPLE``; the conversation tests
-measure on other people). Per person: frames at 25 fps, face boxes from the MediaPipe landmarker (with
-the forehead added, as a face detector draws them), Silero VAD speech mask of its own voice.
+Data: clips of the TRAINING people only (``TRAIN_PEOPLE``; the conversation tests measure on other
+people): three talking-to-camera clips (talking_face_1, talking_face_2, talking_hdtf_aoc) and the two
+people of the split-screen interview. Per person: frames at 25 fps, face boxes from the MediaPipe
+landmarker (with the forehead added, as a face detector draws them) and the frames where its own voice
+is heard: Silero VAD for a single talker; for the interview, pseudo-labels from the published
+checkpoint's cross-person rule (:func:`load_split_screen`).
 
 Samples are 2 s windows (50 frames) of one person's face crops (augmented: box scale/shift/jitter, crop
 scale, contrast/brightness, mirror) with one of these audio tracks, and per-frame targets:
@@ -31,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-TRAIN_PEOPLE = ("talking_face_1", "talking_face_2", "talking_hdtf_aoc")
+TRAIN_PEOPLE = ("talking_face_1", "talking_face_2", "talking_hdtf_aoc", "interview_two_people:split")
 FPS = 25
 SR = 16000
 SPF = SR // FPS
@@ -78,6 +81,49 @@ def load_person(path: str | Path, model_dir=None, landmarker=None, vad=None) -> 
     boxes = np.column_stack([np.interp(idx, idx[ok], boxes[ok, c]) for c in range(4)])
     quiet = int(np.nanargmin(mo))
     return Person(Path(path).stem, frames, audio, speech, boxes, quiet)
+
+
+def load_split_screen(path: str | Path, model_dir=None) -> list[Person]:
+    """The two people of a side-by-side split-screen conversation (one voice at a time), as two Persons.
+    Nobody labelled who speaks when, so the 'own' targets are pseudo-labels from the published LR-ASD
+    checkpoint's plain cross-person rule (speech present, this person's logit > 0 and above the other's,
+    smoothed over 0.4 s); negatives by construction need no labels."""
+    from models.landmarks import FaceLandmarker, mouth_openness_frame
+    from models.lr_asd import ASDScorer, crop_faces
+    from models.vad import SileroVAD
+    from operators import states as st
+    from operators.asd import vad_to_frames
+    from operators.clipmedia import read_clip_audio, read_clip_frames
+
+    src = {"video_uri": str(path)}
+    full = read_clip_frames(src, size=(2 * SIDE, SIDE), fps=FPS)
+    audio = read_clip_audio(src, SR)
+    t = min(len(full), len(audio) // SPF)
+    full, audio = full[:t], audio[: t * SPF]
+    speech = st.speech_presence(vad_to_frames(SileroVAD.load(model_dir=model_dir).speech_probabilities(audio), t, FPS), st.StateParams())
+    lm = FaceLandmarker.from_dir(model_dir, num_faces=1)
+    scorer = ASDScorer.from_dir(model_dir)
+    halves = []
+    for x0 in (0, SIDE):
+        frames = np.ascontiguousarray(full[:, :, x0:x0 + SIDE])
+        boxes, mo = np.full((t, 4), np.nan), np.full(t, np.nan)
+        for i in range(0, t, 2):
+            f = lm.detect(frames[i])
+            if f:
+                b = f[0].box.astype(np.float64)
+                b[1] -= 0.12 * (b[3] - b[1])
+                boxes[i], mo[i] = b, mouth_openness_frame(f[0])
+        ok = np.all(np.isfinite(boxes), axis=1)
+        idx = np.arange(t)
+        boxes = np.column_stack([np.interp(idx, idx[ok], boxes[ok, c]) for c in range(4)])
+        score = st.moving_average(scorer.score(crop_faces(frames, _smooth(boxes), 0.6), audio)[:t], 10)
+        halves.append((frames, boxes, int(np.nanargmin(mo)), np.nan_to_num(score, nan=-9.0)))
+    people = []
+    for k, (frames, boxes, quiet, score) in enumerate(halves):
+        other = halves[1 - k][3]
+        label = speech & (score > 0) & (score > other)
+        people.append(Person(f"{Path(path).stem}_{'left' if k == 0 else 'right'}", frames, audio, label, boxes, quiet))
+    return people
 
 
 def _smooth(b: np.ndarray) -> np.ndarray:
@@ -186,7 +232,7 @@ def make_batch(people, bank, net, rng, music, batch: int):
             a = window_audio(p.audio, s + sh, rng)
             target = np.zeros(WIN, np.float32)
         else:
-            q = people[(pi + int(rng.integers(1, len(people)))) % len(people)]
+            q = people[(pi + int(rng.integers(1, len(people)))) % len(people)] if len(people) > 1 else p
             a = window_audio(q.audio, int(rng.integers(0, max(1, len(q.frames) - WIN))), rng)
             target = np.zeros(WIN, np.float32)
         f = mfcc(mix_audio(a, rng, music))[: 4 * WIN]
@@ -209,7 +255,8 @@ def train(media: Path, model_dir, out: Path, steps: int = 1500, augs: int = 12, 
     base = resolve(CHECKPOINTS["pretrain_AVA"], model_dir)
     net = load_lr_asd(base.path)
     t0 = time.time()
-    ppl = [load_person(media / "video" / f"{n}.mp4", model_dir) for n in people]
+    ppl = [q for n in people for q in (load_split_screen(media / "video" / f"{n[:-len(':split')]}.mp4", model_dir)
+                                        if n.endswith(":split") else [load_person(media / "video" / f"{n}.mp4", model_dir)])]
     bank = build_bank(ppl, net, augs, seed)
     t_data = time.time() - t0
     music_path = media / "audio" / "music_only.wav"
@@ -229,7 +276,7 @@ def train(media: Path, model_dir, out: Path, steps: int = 1500, augs: int = 12, 
         opt.zero_grad()
         loss.backward()
         opt.step()
-        hist.append(float(loss))
+        hist.append(float(loss.detach()))
         if log_every and (step % log_every == 0 or step == steps - 1):
             print(f"step {step} loss {np.mean(hist[-log_every:]):.4f}", flush=True)
     head.eval()
@@ -340,11 +387,12 @@ def calibrate(media: Path, model_dir, workdir: Path, steps: int, augs: int, batc
     thresholds of the conversation stage (sync_min) are chosen here, on faces the head did not see,
     never on the people the tests measure."""
     own, neg, per = [], [], {}
-    for p in people:
+    singles = tuple(p for p in people if not p.endswith(":split"))  # split-screen clips only train (pseudo-labels)
+    for p in singles:
         rest = tuple(q for q in people if q != p)
         path = workdir / f"lopo_{p}.pt"
         train(media, model_dir, path, steps, augs, batch, lr, seed, rest, log_every=0)
-        r = evaluate((p,), path, model_dir, media, voices=people, smooth=smooth)["head"]
+        r = evaluate((p,), path, model_dir, media, voices=singles, smooth=smooth)["head"]
         v = r["values"]
         own.append(v["own"])
         neg.append(np.concatenate([v["other"], v["shifted"]]))
@@ -352,7 +400,7 @@ def calibrate(media: Path, model_dir, workdir: Path, steps: int, augs: int, batc
         print(f"left out {p}: " + " ".join(f"{k}={x}" for k, x in per[p].items()), flush=True)
     thr, bacc = balanced_threshold(np.concatenate(own), np.concatenate(neg))
     cal = {"smooth_frames": smooth, "per_person": per, "sync_min": round(thr, 2), "balanced_accuracy": round(bacc, 3),
-           "offset_scan": lag_calibration(media, model_dir, workdir, people)}
+           "offset_scan": lag_calibration(media, model_dir, workdir, singles)}
     (workdir / "calibration.json").write_text(json.dumps(cal, indent=2) + "\n")
     return cal
 
@@ -416,9 +464,9 @@ def main(argv=None) -> int:
     out = Path(a.out) if a.out else REPO_ROOT / "models" / "weights" / "lr_asd_sync_head.pt"
     if a.calibrate:
         Path(a.calibrate).mkdir(parents=True, exist_ok=True)
-        if all((Path(a.calibrate) / f"lopo_{p}.pt").exists() for p in a.people) and a.lags_only:
+        if a.lags_only:
             cal = json.loads((Path(a.calibrate) / "calibration.json").read_text())
-            cal["offset_scan"] = lag_calibration(media, a.model_dir, Path(a.calibrate), tuple(a.people))
+            cal["offset_scan"] = lag_calibration(media, a.model_dir, Path(a.calibrate), tuple(p for p in a.people if not p.endswith(":split")))
             (Path(a.calibrate) / "calibration.json").write_text(json.dumps(cal, indent=2) + "\n")
             print(json.dumps(cal, indent=2))
             return 0

@@ -76,7 +76,7 @@ register(ModelSpec(
     "MIT", "Junhua-Liao/LR-ASD @ 1b6dcd2", "torch (state dict, weights_only)"))
 register(ModelSpec(
     "lr-asd-sync", "audio-visual sync head on LR-ASD embeddings (ours: fine-tuned back end, no encoder weights)",
-    (ModelFile("lr_asd_sync_head.pt", "9d7f0b416b8736c556c399a0a5c60bc107fc0ee309b0467651519a0fa1e4269b", ""),),
+    (ModelFile("lr_asd_sync_head.pt", "f3af32e17f7b2fcdeb35d30b6c3eecc0509f470064fd01e24b16d299383cf3d5", ""),),
     "MIT (ours; base: LR-ASD pretrain_AVA, MIT)", "this repository: python -m models.lr_asd_sync_train (recipe card "
     "models/weights/lr_asd_sync_head.json)", "torch (state dict, weights_only)",
     fallback="conversation.sync_signal: av_minus_visual (the published checkpoint's evidence)", bundled=True))
