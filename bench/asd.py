@@ -79,9 +79,9 @@ def main(argv=None) -> dict:
         from models.registry import resolve_for
 
         head = load_head(scorer.net, resolve_for(s, "lr-asd-sync").path)
-        timed("sync_head_6windows", lambda: sync_scores(head, scorer.net, cache, feats))
-        timed("sync_offset_scan", lambda: [sync_scores(head, scorer.net, cache, feats, int(k), windows=cfg.offset_windows_s) for k in lags])
-        sync_parts = ("sync_head_6windows", "sync_offset_scan")
+        timed("sync_head", lambda: sync_scores(head, scorer.net, cache, feats, windows=cfg.sync_windows_s))
+        timed("sync_offset_scan", lambda: [sync_scores(head, scorer.net, cache, feats, int(k), windows=cfg.sync_windows_s) for k in lags])
+        sync_parts = ("sync_head", "sync_offset_scan")
     else:
         timed("asd_visual_only_head", lambda: scorer.visual_scores(cache))
         timed("sync_offset_scan", lambda: [scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s) for k in lags])

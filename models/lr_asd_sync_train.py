@@ -381,7 +381,7 @@ def balanced_threshold(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
 
 
 def calibrate(media: Path, model_dir, workdir: Path, steps: int, augs: int, batch: int, lr: float, seed: int,
-              people: tuple[str, ...] = TRAIN_PEOPLE, smooth: int = 25) -> dict:
+              people: tuple[str, ...] = TRAIN_PEOPLE, smooth: int = 5, reuse: bool = False) -> dict:
     """Leave-one-person-out over the training people: train on the others with the same recipe, measure
     the left-out face (own voice, own voice delayed 0.5 s, the other training voices). The decision
     thresholds of the conversation stage (sync_min) are chosen here, on faces the head did not see,
@@ -391,7 +391,8 @@ def calibrate(media: Path, model_dir, workdir: Path, steps: int, augs: int, batc
     for p in singles:
         rest = tuple(q for q in people if q != p)
         path = workdir / f"lopo_{p}.pt"
-        train(media, model_dir, path, steps, augs, batch, lr, seed, rest, log_every=0)
+        if not (reuse and path.exists()):
+            train(media, model_dir, path, steps, augs, batch, lr, seed, rest, log_every=0)
         r = evaluate((p,), path, model_dir, media, voices=singles, smooth=smooth)["head"]
         v = r["values"]
         own.append(v["own"])
@@ -457,6 +458,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calibrate", default=None, metavar="DIR",
                     help="leave-one-person-out calibration of the decision threshold; writes DIR/calibration.json")
     ap.add_argument("--lags-only", action="store_true", help="with --calibrate: only redo the offset-scan part from DIR's heads")
+    ap.add_argument("--reuse", action="store_true", help="with --calibrate: reuse DIR's leave-one-out heads when present")
+    ap.add_argument("--smooth", type=int, default=5, help="with --calibrate: smoothing (frames) of the evidence, as conversation.sync_smooth_frames")
     a = ap.parse_args(argv)
     from pipeline.config import REPO_ROOT
 
@@ -470,7 +473,8 @@ def main(argv=None) -> int:
             (Path(a.calibrate) / "calibration.json").write_text(json.dumps(cal, indent=2) + "\n")
             print(json.dumps(cal, indent=2))
             return 0
-        cal = calibrate(media, a.model_dir, Path(a.calibrate), a.steps, a.augs, a.batch, a.lr, a.seed, tuple(a.people))
+        cal = calibrate(media, a.model_dir, Path(a.calibrate), a.steps, a.augs, a.batch, a.lr, a.seed, tuple(a.people),
+                        smooth=a.smooth, reuse=a.reuse)
         print(json.dumps(cal, indent=2))
         return 0
     card = train(media, a.model_dir, out, a.steps, a.augs, a.batch, a.lr, a.seed, tuple(a.people))

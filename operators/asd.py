@@ -142,7 +142,7 @@ class ConversationOperator(Operator):
             fps=25.0, speak_threshold=c.speak_threshold, speak_hysteresis=c.speak_hysteresis,
             vad_threshold=c.vad_threshold, vad_hysteresis=c.vad_hysteresis, min_speech_gap_s=c.min_speech_gap_s,
             sync_min=c.sync_param("sync_min"), cross_margin=c.sync_param("cross_margin"), min_sync_frames=c.min_sync_frames,
-            motion_threshold=c.motion_threshold, smooth_frames=c.smooth_frames, sync_smooth_frames=c.sync_smooth_frames,
+            motion_threshold=c.motion_threshold, smooth_frames=c.smooth_frames, sync_smooth_frames=int(c.sync_param("sync_smooth_frames")),
             min_segment_s=c.min_segment_s, use_sync=c.sync, sync_relative=c.sync_signal == "av_minus_visual")
 
     def lags(self) -> np.ndarray:

@@ -140,8 +140,9 @@ class PeopleSettings(Section):
 
 # Per sync signal defaults of the decision parameters (conversation.sync_signal; a config value overrides).
 SYNC_DEFAULTS: dict[str, dict[str, float]] = {
-    "head": {"sync_min": -5.5, "cross_margin": 1.0, "offset_bias_frames": 0.0, "offset_min_gain": 2.0},
-    "av_minus_visual": {"sync_min": -0.25, "cross_margin": 0.1, "offset_bias_frames": -1.0, "offset_min_gain": 0.5},
+    "head": {"sync_min": -4.0, "cross_margin": 1.0, "offset_bias_frames": 0.0, "offset_min_gain": 2.0, "sync_smooth_frames": 5},
+    "av_minus_visual": {"sync_min": -0.25, "cross_margin": 0.1, "offset_bias_frames": -1.0, "offset_min_gain": 0.5,
+                        "sync_smooth_frames": 25},
 }
 
 
@@ -163,9 +164,9 @@ class ConversationSettings(Section):
     min_segment_s: float = Field(0.4, ge=0, description="Shorter state runs are merged into their neighbours.")
     smooth_frames: int = Field(5, ge=1, description="Moving-average window (frames) on LR-ASD logits, VAD and mouth motion.")
     sync: bool = Field(True, description="Use the audio-visual sync evidence in the decision (issue 9); False: LR-ASD score and cross-person comparison only.")
-    sync_signal: Literal["head", "av_minus_visual"] = Field("head", description="Sync evidence: 'head' = the fine-tuned LR-ASD sync head (models/lr_asd_sync.py, registry lr-asd-sync; log-odds), 'av_minus_visual' = the published checkpoint's audio-visual minus visual-only logit, taken relative to each person's median (the thresholds below were chosen for 'head'; docs/CONVERSATION.md gives the other signal's).")
+    sync_signal: Literal["head", "av_minus_visual"] = Field("av_minus_visual", description="Sync evidence: 'av_minus_visual' (default) = the published checkpoint's audio-visual minus visual-only logit, taken relative to each person's median; 'head' = our LR-ASD sync head fine-tuned on negatives by construction (models/lr_asd_sync.py, registry lr-asd-sync; log-odds): better on the held-out sync composites, not yet the default (docs/CONVERSATION.md, 'Sync'). The decision parameters default per signal (SYNC_DEFAULTS).")
     sync_min: float | None = Field(None, description="Smoothed sync evidence a speaker needs at least; null: the signal's default (SYNC_DEFAULTS: head calibrated leave-one-person-out on the training people, av_minus_visual -0.25).")
-    sync_smooth_frames: int = Field(25, ge=1, description="Moving-average window (frames) on the sync evidence.")
+    sync_smooth_frames: int | None = Field(None, ge=1, description="Moving-average window (frames) on the sync evidence; null: the signal's default (head 5: it already integrates 2 s windows; av_minus_visual 25).")
     min_sync_frames: int = Field(25, ge=1, description="Speech frames with a moving mouth a person needs before the sync evidence is taken relative to the person's median.")
     cross_margin: float | None = Field(None, ge=0, description="A second person may speak at the same time only within this of the best sync evidence; null: the signal's default.")
     sync_windows_s: list[int] = Field(default_factory=lambda: [2], description="Window lengths (s) the sync head scores in, for the sync evidence and the offset scan: the head was trained on 2 s windows (models/lr_asd_sync_train.py).")
