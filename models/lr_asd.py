@@ -334,6 +334,19 @@ def crop_faces(frames: np.ndarray, boxes: np.ndarray, crop_scale: float = 0.40, 
 
 
 # ---------------------------------------------------------------------------------------------- scoring
+def shift_mfcc(feats: np.ndarray, shift_frames: int) -> np.ndarray:
+    """MFCC [4T, 13] moved by shift_frames video frames (positive: the audio is taken that many frames
+    later, i.e. the hypothesis "audio is late"); the gap is filled with the clip's quietest MFCC frame."""
+    a = np.asarray(feats, np.float32)
+    if not shift_frames:
+        return a
+    k = 4 * abs(int(shift_frames))
+    quiet = a[int(np.argmin(a[:, 0]))][None, :] if len(a) else np.zeros((1, a.shape[1] if a.ndim == 2 else 13), np.float32)
+    pad = np.repeat(quiet, k, axis=0)
+    a = np.concatenate([a[k:], pad]) if shift_frames > 0 else np.concatenate([pad, a[:-k] if k < len(a) else a[:0]])
+    return a[: len(feats)]
+
+
 @dataclass
 class VisualCache:
     """Visual embeddings of one face track, per window length (reused when only the audio changes)."""
@@ -401,21 +414,18 @@ class ASDScorer:
 
     @torch.no_grad()
     def score_cached(self, cache: VisualCache, feats: np.ndarray, shift_frames: int = 0,
-                     windows: Sequence[int] | None = None) -> np.ndarray:
+                     windows: Sequence[int] | None = None, back_end=None) -> np.ndarray:
         """[T] audio-visual logits averaged over window lengths, for MFCC feats [4T', 13].
+
+        back_end: another scorer of (audio emb, visual emb) [B, t, 128] -> [B, t] on the same windows
+        (the sync head, models/lr_asd_sync.py); default the checkpoint's audio-visual head.
 
         shift_frames moves the audio relative to the video (positive: the audio is taken that many video
         frames later, i.e. it tests the hypothesis "audio is late"); missing audio is filled with the
         clip's quietest MFCC frame. windows restricts the average to those window lengths (default: all of the cache).
         Frames beyond the aligned length get NaN."""
         t = cache.n_frames
-        a = np.asarray(feats, np.float32)
-        if shift_frames:
-            k = 4 * abs(int(shift_frames))
-            quiet = a[int(np.argmin(a[:, 0]))][None, :] if len(a) else np.zeros((1, a.shape[1] if a.ndim == 2 else 13), np.float32)
-            pad = np.repeat(quiet, k, axis=0)
-            a = np.concatenate([a[k:], pad]) if shift_frames > 0 else np.concatenate([pad, a[:-k] if k < len(a) else a[:0]])
-            a = a[: len(feats)]
+        a = shift_mfcc(feats, shift_frames)
         n = self.aligned_length(t, len(a))
         out = np.full(t, np.nan, np.float32)
         if n == 0:
@@ -438,7 +448,10 @@ class ASDScorer:
                 ea = self.net.model.embed_audio(torch.stack([at[4 * s:4 * (s + length)] for s, _ in members]))
                 ev = torch.cat([emb for _, emb in members], dim=0)
                 m = min(ea.shape[1], length)
-                logits = self.net.lossAV(self.net.model.fuse(ea[:, :m], ev[:, :m])).numpy()
+                if back_end is not None:
+                    logits = back_end(ea[:, :m], ev[:, :m]).numpy()
+                else:
+                    logits = self.net.lossAV(self.net.model.fuse(ea[:, :m], ev[:, :m])).numpy()
                 for (s, _), row in zip(members, logits):
                     acc[s:s + m] += row
         out[:n] = (acc / len(used)).astype(np.float32)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from models.lr_asd import LRASD, VisualCache
+from models.lr_asd import LRASD, ASDScorer, VisualCache
 
 BACKEND_PREFIXES = ("model.fusion.", "model.detector.", "lossAV.")
 
@@ -94,35 +94,6 @@ def load_head(net: LRASD, path: str | Path) -> SyncHead:
 def sync_scores(head: SyncHead, net: LRASD, cache: VisualCache, feats: np.ndarray, shift_frames: int = 0,
                 windows: tuple[int, ...] | None = None) -> np.ndarray:
     """[T] sync log-odds for the visual embeddings in `cache` (per window length, averaged) and MFCC feats
-    [4T', 13]; shift_frames as ASDScorer.score_cached (positive: audio taken later). NaN beyond the audio."""
-    t = cache.n_frames
-    a = np.asarray(feats, np.float32)
-    if shift_frames:
-        k = 4 * abs(int(shift_frames))
-        quiet = a[int(np.argmin(a[:, 0]))][None, :]
-        pad = np.repeat(quiet, k, axis=0)
-        a = np.concatenate([a[k:], pad]) if shift_frames > 0 else np.concatenate([pad, a[:-k] if k < len(a) else a[:0]])
-        a = a[: len(feats)]
-    n = int(max(0, min(t, (len(a) - len(a) % 4) // 4)))
-    out = np.full(t, np.nan, np.float32)
-    if n == 0:
-        return out
-    at = torch.from_numpy(np.ascontiguousarray(a[: 4 * n]))
-    acc = np.zeros(n, np.float64)
-    used = [d for d in cache.windows if windows is None or d in set(windows)] or list(cache.windows)
-    for d in used:
-        groups: dict[int, list[tuple[int, torch.Tensor]]] = {}
-        for s, emb in cache.windows[d]:
-            if s >= n:
-                continue
-            e = min(s + emb.shape[1], n)
-            groups.setdefault(e - s, []).append((s, emb[:, : e - s]))
-        for length, members in groups.items():
-            ea = net.model.embed_audio(torch.stack([at[4 * s:4 * (s + length)] for s, _ in members]))
-            ev = torch.cat([emb for _, emb in members], dim=0)
-            m = min(ea.shape[1], length)
-            logits = head(ea[:, :m], ev[:, :m]).numpy()
-            for (s, _), row in zip(members, logits):
-                acc[s:s + m] += row
-    out[:n] = (acc / len(used)).astype(np.float32)
-    return out
+    [4T', 13]; shift_frames and windows as ASDScorer.score_cached (positive: audio taken later). NaN beyond
+    the audio."""
+    return ASDScorer(net).score_cached(cache, feats, shift_frames, windows, back_end=head)
