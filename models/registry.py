@@ -81,6 +81,11 @@ register(ModelSpec(
     "models/weights/lr_asd_sync_head.json)", "torch (state dict, weights_only)",
     fallback="conversation.sync_signal: av_minus_visual (the published checkpoint's evidence)", bundled=True))
 register(ModelSpec(
+    "pip-inset", "picture-in-picture inset scorer (ours: logistic model over 15 rectangle cues, quality stage)",
+    (ModelFile("pip_inset.json", "562fe7463dfbfe9454c6e3403808f56af21efa39f0d10eac2523e1949f879497", ""),),
+    "MIT (ours)", "this repository: python -m models.pip_train (recipe card models/weights/pip_inset_card.json)",
+    "numpy (JSON weights)", fallback="pip_score is NaN (the picture_in_picture check never fails)", bundled=True))
+register(ModelSpec(
     "scrfd-500m", "face detection (5 keypoints)",
     (ModelFile("scrfd/scrfd_500m_kps.onnx", "517cb1980c72422e676738fc45431700fb7cbee56d0f825b623ee427b3e5ce58",
                _gh("hpc203/scrfd-opencv", "eee7bf1", "weights/scrfd_500m_kps.onnx")),),

@@ -40,7 +40,7 @@ SCORE_DOCS: dict[str, str] = {
     "motion": "Median optical-flow magnitude on 128-px frames, in frame widths per second.",
     "brisque": "Median BRISQUE score (lower is better; NaN when the model is missing).",
     "border_share": "Median share of the frame area in letterbox/pillarbox bars.",
-    "pip_score": "Share of sampled frames showing the same inset rectangle (picture-in-picture).",
+    "pip_score": "Picture-in-picture: share of the shot's 2 s windows showing the same inset rectangle, weighted by the inset model's probability (0-1).",
     "text_score": "Share of sampled frames with text-like overlay lines (subtitles, captions, tickers).",
     "loudness_dbfs": "RMS level of the shot's audio (dBFS; -120 when silent or no audio).",
     "clipping_share": "Share of audio samples at full scale.",
@@ -82,11 +82,12 @@ def reason_stage(reason: str) -> str:
 class QualityModels:
     brisque: Any = None
     vad: Any = None
+    pip: Any = None
     notes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, settings) -> "QualityModels":
-        """BRISQUE and Silero VAD; a missing model is recorded and its scores become NaN."""
+        """BRISQUE, Silero VAD and the inset model; a missing model is recorded and its scores become NaN."""
         out = cls()
         if not settings.quality.enabled:
             return out
@@ -102,6 +103,10 @@ class QualityModels:
             out.vad = get_vad(settings)
         except Exception as exc:
             out.notes["silero-vad"] = f"{type(exc).__name__}: {exc}"
+        try:
+            out.pip = InsetModel.load(settings)
+        except Exception as exc:
+            out.notes["pip-inset"] = f"{type(exc).__name__}: {exc}"
         return out
 
 
@@ -158,105 +163,249 @@ def border_share(sizes: tuple[int, int, int, int], h: int, w: int) -> float:
     return 1.0 - inner / float(h * w)
 
 
-def _segments(mask: np.ndarray, horizontal: bool, min_len: int) -> list[tuple[int, int, int]]:
-    """Long straight edge segments: (position, start, end) rows (horizontal) or columns (vertical)."""
+# ------------------------------------------------------------------------ picture-in-picture (insets)
+# Shot-level evidence, gathered in windows of PIP_WINDOW frames taken PIP_FPS times a second (each with the
+# frame decoded just before it, for the temporal activity): persistent straight step edges form candidate
+# rectangles; a small logistic model (models/weights/pip_inset.json, trained on synthetic insets by
+# ``python -m models.pip_train``) scores each from cues that separate a composited inset from scene structure.
+PIP_FPS = 4.0
+PIP_WINDOW = 8              # frames per window (2 s at PIP_FPS)
+PIP_EDGE = 6.0              # |step| over 2 px (gray levels, 3x3 Gaussian first) that counts as an edge
+PIP_PERSIST = 0.5           # share of a window's frames with an edge at a pixel for it to be persistent
+PIP_MAX_CANDIDATES = 12
+PIP_FEATURES = ["sup_min", "sup_mean", "pers", "ext_max", "ext_mean", "act_in", "act_out", "act_line", "dyn", "pol",
+                "tex", "area", "n_border", "conc", "ext_raw"]
+
+
+def pip_window_maps(frames: list[np.ndarray], prevs: list[np.ndarray]) -> dict[str, Any]:
+    """Per-window maps from gray frames and the frames decoded just before each: thin (non-maximum
+    suppressed) horizontal/vertical step-edge persistence PH/PV, signed steps DY/DX per frame, mean
+    consecutive-frame activity A, mean gradient T, and the letterbox/pillarbox bars of the mean frame."""
     import cv2
 
-    m = mask.astype(np.uint8)
-    k = (min_len, 1) if horizontal else (1, min_len)
-    closed = cv2.morphologyEx(m, cv2.MORPH_CLOSE, np.ones((1, 5) if horizontal else (5, 1), np.uint8))
-    opened = cv2.morphologyEx(closed, cv2.MORPH_OPEN, np.ones(k[::-1], np.uint8))
-    n, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
-    out = []
-    for i in range(1, n):
-        x, y, w, h, _ = stats[i]
-        if horizontal and h <= 3:
-            out.append((int(y + h // 2), int(x), int(x + w)))
-        elif not horizontal and w <= 3:
-            out.append((int(x + w // 2), int(y), int(y + h)))
+    G = np.stack([cv2.GaussianBlur(f, (3, 3), 0) for f in frames]).astype(np.int16)
+    A = sum(cv2.absdiff(f, p).astype(np.float32) for f, p in zip(frames, prevs)) / float(len(frames))
+    _, h, w = G.shape
+    DY = np.zeros_like(G)
+    DX = np.zeros_like(G)
+    DY[:, 1:-1] = G[:, 2:] - G[:, :-2]
+    DX[:, :, 1:-1] = G[:, :, 2:] - G[:, :, :-2]
+    ay, ax = np.abs(DY), np.abs(DX)
+    th = ay > PIP_EDGE
+    th[:, 1:-1] &= (ay[:, 1:-1] >= ay[:, :-2]) & (ay[:, 1:-1] >= ay[:, 2:])
+    tv = ax > PIP_EDGE
+    tv[:, :, 1:-1] &= (ax[:, :, 1:-1] >= ax[:, :, :-2]) & (ax[:, :, 1:-1] >= ax[:, :, 2:])
+    return {"bars": border_sizes(G.mean(0)), "DY": DY, "DX": DX, "PH": th.mean(0), "PV": tv.mean(0), "A": A,
+            "T": (ay.mean(0) + ax.mean(0)).astype(np.float32), "h": h, "w": w}
+
+
+def _pip_lines(mask: np.ndarray, horizontal: bool, min_len: int, k: int) -> list[int]:
+    """Rows (horizontal) or columns holding the k longest straight runs of persistent edge (>= min_len)."""
+    import cv2
+
+    m = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((1, 3) if horizontal else (3, 1), np.uint8))
+    op = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((1, min_len) if horizontal else (min_len, 1), np.uint8))
+    a = op if horizontal else op.T
+    run = np.zeros(a.shape, np.int32)
+    run[:, 0] = a[:, 0]
+    for j in range(1, a.shape[1]):
+        run[:, j] = (run[:, j - 1] + 1) * a[:, j]
+    cnt = run.max(1)
+    n = len(cnt)
+    out: list[int] = []
+    for p in np.argsort(-cnt, kind="stable"):
+        if cnt[p] <= 0 or len(out) >= k:
+            break
+        if 2 <= p <= n - 3 and all(abs(p - q) > 2 for q in out):
+            out.append(int(p))
     return out
 
 
-def edge_masks(gray: np.ndarray, edge: float = 14.0) -> tuple[np.ndarray, np.ndarray]:
-    """Boolean maps of horizontal and vertical step edges (|difference| of the pixels 1 px either side)."""
+def inset_candidates(ph: np.ndarray, pv: np.ndarray, bars: tuple[int, int, int, int] = (0, 0, 0, 0),
+                     min_support: float = PIP_PERSIST, max_n: int = PIP_MAX_CANDIDATES) -> list[tuple[int, int, int, int]]:
+    """Rectangles (x0, y0, x1, y1) inside the picture (within the bars) whose sides not on the picture border
+    are persistent edges under at least min_support of their length: 1-40% of the picture, at most 50% of
+    its width and 75% of its height, aspect 0.5-2.6 (9:16 to 2.39:1 video), never touching two opposite
+    borders (split screens, columns); best supported first."""
     import cv2
 
-    g = cv2.GaussianBlur(gray, (3, 3), 0).astype(np.int16)
-    eh = np.zeros(g.shape, bool)
-    ev = np.zeros(g.shape, bool)
-    eh[1:-1] = np.abs(g[2:] - g[:-2]) > edge
-    ev[:, 1:-1] = np.abs(g[:, 2:] - g[:, :-2]) > edge
-    return eh, ev
-
-
-def find_inset(eh: np.ndarray, ev: np.ndarray, bars: tuple[int, int, int, int] = (0, 0, 0, 0),
-               min_support: float = 0.6) -> tuple[tuple[int, int, int, int] | None, float]:
-    """The largest rectangle (x0, y0, x1, y1) outlined by straight edges inside the picture (an inset /
-    picture-in-picture window) and its weakest side's edge support, or (None, 0).
-
-    eh/ev: horizontal/vertical edge maps, usually the share of a shot's sampled frames with an edge at
-    each pixel thresholded at one half (edges that persist through the shot). Candidate sides are the
-    rows/columns holding the longest straight segments (>= 12% of the picture); a rectangle counts when
-    each side not on the picture border has an edge under at least min_support of its length, at most two
-    sides lie on the border, and it covers 3-60% of the picture."""
-    import cv2
-
-    h, w = eh.shape
     top, bottom, left, right = bars
-    y_lo, y_hi, x_lo, x_hi = top, h - bottom, left, w - right
-    if y_hi - y_lo < 16 or x_hi - x_lo < 16:
-        return None, 0.0
-    eh = eh.astype(np.uint8)
-    ev = ev.astype(np.uint8)
-    eh_d = cv2.dilate(eh, np.ones((3, 1), np.uint8))  # a side may wander by a pixel
-    ev_d = cv2.dilate(ev, np.ones((1, 3), np.uint8))
-    ch = np.concatenate([np.zeros((h, 1), np.int32), np.cumsum(eh_d, axis=1, dtype=np.int32)], axis=1)
-    cv = np.concatenate([np.zeros((1, w), np.int32), np.cumsum(ev_d, axis=0, dtype=np.int32)], axis=0)
-    rows = _top_positions(_segments(eh, True, max(6, int(0.12 * w))), y_lo + 2, y_hi - 3) + [y_lo, y_hi - 1]
-    cols = _top_positions(_segments(ev, False, max(6, int(0.12 * h))), x_lo + 2, x_hi - 3) + [x_lo, x_hi - 1]
-    full = float((y_hi - y_lo) * (x_hi - x_lo))
-    # every (row pair, column pair) at once, in the order a nested loop over rows then columns visits them
-    ri, rj = np.triu_indices(len(rows), 1)
-    ci, cj = np.triu_indices(len(cols), 1)
-    r, c = np.asarray(rows), np.asarray(cols)
+    H0, W0 = ph.shape
+    if H0 - top - bottom < 24 or W0 - left - right < 24:
+        return []
+    ph, pv = ph[top:H0 - bottom, left:W0 - right], pv[top:H0 - bottom, left:W0 - right]
+    h, w = ph.shape
+    eh, ev = ph >= PIP_PERSIST, pv >= PIP_PERSIST
+    ehd = cv2.dilate(eh.astype(np.uint8), np.ones((3, 1), np.uint8))  # a side may wander by a pixel
+    evd = cv2.dilate(ev.astype(np.uint8), np.ones((1, 3), np.uint8))
+    ch = np.concatenate([np.zeros((h, 1), np.int32), np.cumsum(ehd, axis=1, dtype=np.int32)], axis=1)
+    cv = np.concatenate([np.zeros((1, w), np.int32), np.cumsum(evd, axis=0, dtype=np.int32)], axis=0)
+    r = np.asarray(_pip_lines(eh, True, max(6, int(0.08 * w)), 24) + [0, h - 1])
+    c = np.asarray(_pip_lines(ev, False, max(6, int(0.08 * h)), 24) + [0, w - 1])
+    ri, rj = np.triu_indices(len(r), 1)
+    ci, cj = np.triu_indices(len(c), 1)
     y0, y1 = np.minimum(r[ri], r[rj]), np.maximum(r[ri], r[rj])
     x0, x1 = np.minimum(c[ci], c[cj]), np.maximum(c[ci], c[cj])
-    ok_y, ok_x = (y1 - y0) >= 0.12 * h, (x1 - x0) >= 0.12 * w
+    ok_y, ok_x = (y1 - y0) >= 0.08 * h, (x1 - x0) >= 0.08 * w
     y0, y1, x0, x1 = y0[ok_y, None], y1[ok_y, None], x0[None, ok_x], x1[None, ok_x]
     if y0.size == 0 or x0.size == 0:
-        return None, 0.0
-    area = ((x1 - x0) * (y1 - y0)).astype(np.float64)
-    bt, bb, bl, br = y0 == y_lo, y1 == y_hi - 1, x0 == x_lo, x1 == x_hi - 1
-    n_border = bt.astype(int) + bb + bl + br
-    valid = (area / full >= 0.03) & (area / full <= 0.6) & (n_border <= 2)
+        return []
+    area = ((x1 - x0) * (y1 - y0)).astype(np.float64) / (h * w)
+    bt, bb, bl, br = y0 == 0, y1 == h - 1, x0 == 0, x1 == w - 1
+    nb = bt.astype(int) + bb + bl + br
     dx, dy = (x1 - x0).astype(np.float64), (y1 - y0).astype(np.float64)
+    valid = ((area >= 0.01) & (area <= 0.4) & (nb <= 2) & ~(bt & bb) & ~(bl & br) & (dx <= 0.5 * w)
+             & (dy <= 0.75 * h) & (dx >= 0.5 * dy) & (dx <= 2.6 * dy))
     sup = np.ones(area.shape)
     for border, v in ((bt, (ch[y0, x1] - ch[y0, x0]) / dx), (bb, (ch[y1, x1] - ch[y1, x0]) / dx),
                       (bl, (cv[y1, x0] - cv[y0, x0]) / dy), (br, (cv[y1, x1] - cv[y0, x1]) / dy)):
         sup = np.where(border, sup, np.minimum(sup, v))
     valid &= sup >= min_support
-    if not valid.any():
-        return None, 0.0
-    # the same choice as a scan in loop order: a candidate replaces the best when (support, area) beats
-    # (best support rounded to 0.1, best area)
-    best, best_key, best_sup = None, (0.0, 0.0), 0.0
-    for iy, ix in zip(*np.nonzero(valid)):
-        v, a = float(sup[iy, ix]), float(area[iy, ix])
-        if (v, a) > best_key:
-            best = (int(x0[0, ix]), int(y0[iy, 0]), int(x1[0, ix]), int(y1[iy, 0]))
-            best_key, best_sup = (float(np.round(v, 1)), a), v  # numpy rounding, as on the np.float64 before
-    return best, float(best_sup)
+    iy, ix = np.nonzero(valid)
+    order = np.argsort(-(sup[iy, ix] + 0.01 * area[iy, ix]), kind="stable")[:max_n]
+    return [(int(x0[0, ix[o]]) + left, int(y0[iy[o], 0]) + top, int(x1[0, ix[o]]) + left, int(y1[iy[o], 0]) + top)
+            for o in order]
 
 
-def _top_positions(segs: list[tuple[int, int, int]], lo: int, hi: int, k: int = 10) -> list[int]:
-    """Positions of the k longest segments inside (lo, hi), one per 3-px neighbourhood."""
-    out: list[int] = []
-    for p, a, b in sorted(segs, key=lambda s: s[1] - s[2]):
-        if lo < p < hi and all(abs(p - q) > 2 for q in out):
-            out.append(p)
-        if len(out) >= k:
-            break
-    return out
+def _band(M: np.ndarray, p: int, a: int, b: int, horizontal: bool) -> np.ndarray:
+    """Max of a 2-D map over +-1 px across a line at p, from a to b along it."""
+    lo = max(0, p - 1)
+    return M[lo:p + 2, a:b].max(0) if horizontal else M[a:b, lo:p + 2].max(1)
+
+
+def inset_features(m: dict[str, Any], rect: tuple[int, int, int, int]) -> np.ndarray:
+    """Cues of one candidate rectangle (order: PIP_FEATURES), over its sides not on the picture border:
+    edge support (sup_min/sup_mean: thresholded, pers: mean persistence, conc: persistence on the line minus
+    3 px beside it), whether the sides' lines go on past the corners (ext_raw: the largest share of a
+    side's continuation with edge; ext_max/ext_mean: minus the clutter 5 px beside; an inset's sides end at
+    its corners), temporal activity inside / in a 6-px ring outside /
+    on the sides relative to both (log1p of mean |consecutive frame difference|), how the signed step along
+    the sides changes over the window (dyn) and keeps its polarity (pol), the texture contrast across the
+    rectangle (tex), its area share and the number of sides on the border."""
+    PH, PV, A, DY, DX, T = m["PH"], m["PV"], m["A"], m["DY"], m["DX"], m["T"]
+    h, w = m["h"], m["w"]
+    top, bottom, left, right = m["bars"]
+    x0, y0, x1, y1 = rect
+    sides = []
+    if y0 > top:
+        sides.append((True, y0, x0, x1))
+    if y1 < h - 1 - bottom:
+        sides.append((True, y1, x0, x1))
+    if x0 > left:
+        sides.append((False, x0, y0, y1))
+    if x1 < w - 1 - right:
+        sides.append((False, x1, y0, y1))
+    L = max(4, int(0.08 * w))
+    sup, pers, ext, ext_raw, dyn, pol, conc, line = [], [], [], [], [], [], [], []
+    for horiz, p, a, b in sides:
+        PM = PH if horiz else PV
+        across = PM.shape[0] if horiz else PM.shape[1]
+        n = PM.shape[1] if horiz else PM.shape[0]
+        prof = _band(PM, p, a, b, horiz)
+        sup.append(float((prof >= PIP_PERSIST).mean()))
+        pers.append(float(prof.mean()))
+        for ea, eb in ((a - L - 2, a - 2), (b + 2, b + L + 2)):
+            ea, eb = max(0, ea), min(n, eb)
+            if eb - ea >= 3:
+                on = float((_band(PM, p, ea, eb, horiz) >= PIP_PERSIST).mean())
+                off = [float((_band(PM, p + o, ea, eb, horiz) >= PIP_PERSIST).mean()) for o in (-5, 5)
+                       if 1 <= p + o < across - 1]
+                ext.append(on - (max(off) if off else 0.0))
+                ext_raw.append(on)
+        offs = [float((PM[p + o, a:b] if horiz else PM[a:b, p + o]).mean()) for o in (-3, 3) if 0 <= p + o < across]
+        conc.append(pers[-1] - (max(offs) if offs else 0.0))
+        lo, hi = max(0, p - 1), min(across, p + 2)
+        if horiz:
+            rr = lo + int(np.argmax(PM[lo:hi, a:b].mean(1)))
+            S = DY[:, rr, a:b].astype(np.float32)
+            line.append(float(A[p, a:b].mean()))
+        else:
+            rr = lo + int(np.argmax(PM[a:b, lo:hi].mean(0)))
+            S = DX[:, a:b, rr].astype(np.float32)
+            line.append(float(A[a:b, p].mean()))
+        dyn.append(float(S.std(0).mean() / (np.abs(S).mean() + 1.0)))
+        ms = S.mean(0)
+        pol.append(float(abs(ms.sum()) / (np.abs(ms).sum() + 1e-6)))
+    if not sides:
+        return np.zeros(len(PIP_FEATURES))
+    yi0, yi1, xi0, xi1 = y0 + 2, y1 - 1, x0 + 2, x1 - 1
+    inner = yi1 > yi0 and xi1 > xi0
+    act_in = float(A[yi0:yi1, xi0:xi1].mean()) if inner else 0.0
+    tin = float(T[yi0:yi1, xi0:xi1].mean()) if inner else 0.0
+    oy0, oy1, ox0, ox1 = max(0, y0 - 6), min(h, y1 + 7), max(0, x0 - 6), min(w, x1 + 7)
+    iy0, iy1, ix0, ix1 = max(0, y0 - 1), min(h, y1 + 2), max(0, x0 - 1), min(w, x1 + 2)
+    ring_n = max(1, (oy1 - oy0) * (ox1 - ox0) - (iy1 - iy0) * (ix1 - ix0))
+    act_out = float(A[oy0:oy1, ox0:ox1].sum() - A[iy0:iy1, ix0:ix1].sum()) / ring_n
+    tout = float(T[oy0:oy1, ox0:ox1].sum() - T[iy0:iy1, ix0:ix1].sum()) / ring_n
+    return np.array([min(sup), np.mean(sup), np.mean(pers), max(ext) if ext else 0.0, np.mean(ext) if ext else 0.0,
+                     math.log1p(act_in), math.log1p(act_out),
+                     math.log1p(float(np.mean(line))) - math.log1p(max(act_in, act_out)),
+                     np.mean(dyn), np.mean(pol), abs(math.log((tin + 1.0) / (tout + 1.0))),
+                     (x1 - x0) * (y1 - y0) / float(h * w), 4 - len(sides), np.mean(conc),
+                     max(ext_raw) if ext_raw else 0.0], dtype=np.float64)
+
+
+@dataclass
+class InsetModel:
+    """Logistic output over :data:`PIP_FEATURES` (standardised), optionally after one tanh hidden layer;
+    from models/weights/pip_inset.json."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    coef: np.ndarray
+    bias: float
+    sha256: str = ""
+    w1: np.ndarray | None = None  # optional tanh hidden layer (features x hidden)
+    b1: np.ndarray | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict, sha256: str = "") -> "InsetModel":
+        if list(d["features"]) != PIP_FEATURES:
+            raise ValueError(f"pip_inset features {d['features']} != {PIP_FEATURES}")
+        hidden = ("w1" in d) and (np.asarray(d["w1"], float), np.asarray(d["b1"], float))
+        return cls(np.asarray(d["mean"], float), np.asarray(d["std"], float), np.asarray(d["coef"], float),
+                   float(d["bias"]), sha256, *(hidden or (None, None)))
+
+    @classmethod
+    def load(cls, settings) -> "InsetModel":
+        import json
+
+        from models.registry import resolve_for
+
+        r = resolve_for(settings, "pip-inset")
+        return cls.from_dict(json.loads(r.path.read_text()), r.digest)
+
+    def prob(self, X: np.ndarray) -> np.ndarray:
+        z = (np.atleast_2d(X) - self.mean) / self.std
+        if self.w1 is not None:
+            z = np.tanh(z @ self.w1 + self.b1)
+        z = z @ self.coef + self.bias
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def pip_window(frames: list[np.ndarray], prevs: list[np.ndarray], model: InsetModel,
+               top: int = 3) -> list[tuple[tuple[int, int, int, int], float]]:
+    """The `top` most inset-like rectangles of a window with their probabilities, best first."""
+    m = pip_window_maps(frames, prevs)
+    cands = inset_candidates(m["PH"], m["PV"], m["bars"])
+    if not cands:
+        return []
+    p = model.prob(np.stack([inset_features(m, c) for c in cands]))
+    order = np.argsort(-p, kind="stable")[:top]
+    return [(cands[i], round(float(p[i]), 4)) for i in order]
+
+
+def _pip_score(windows: list[list[tuple[tuple, float]]]) -> float:
+    """For the best rectangle: the mean over a shot's windows of the probability of that rectangle (a
+    window's candidate with IoU >= 0.5, else 0): one inset seen throughout scores its probability."""
+    if not windows:
+        return NAN
+    best = 0.0
+    for win in windows:
+        for r, _ in win:
+            total = sum(max([p for o, p in w if _iou(r, o) >= 0.5], default=0.0) for w in windows)
+            best = max(best, total)
+    return best / float(len(windows))
 
 
 def text_lines(gray: np.ndarray) -> int:
@@ -321,7 +470,9 @@ class FrameStats:
         self.samples: dict[str, list[float]] = {k: [] for k in ("sharpness", "brightness", "dark_share", "bright_share",
                                                                 "colour_cast", "motion", "border_share", "text")}
         self.brisque: list[tuple[int, float]] = []
-        self.insets: list[tuple[int, int, int, int] | None] = []
+        self.pip_windows: list[tuple[int, int, list]] = []  # (first, last frame, [(rect, prob), ...])
+        self._pip_frames: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self._next_pip_t = 0.0
         self._prev_gray: np.ndarray | None = None
         self._prev_small: np.ndarray | None = None
         self._next_sample_t = 0.0
@@ -353,8 +504,6 @@ class FrameStats:
             bars = border_sizes(gray)
             s["border_share"].append(border_share(bars, *gray.shape))
             s["text"].append(float(text_lines(gray) > 0))
-            eh, ev = edge_masks(gray)
-            self.insets.append(find_inset(eh, ev, bars, min_support=0.75)[0])
             small = self._small(gray)
             if self._prev_small is not None and self._prev_small.shape == small.shape:
                 flow = cv2.calcOpticalFlowFarneback(self._prev_small, small, None, 0.5, 2, 9, 2, 5, 1.1, 0)
@@ -365,6 +514,17 @@ class FrameStats:
             if self.models.brisque is not None and time_s + 1e-6 >= self._next_brisque_t:
                 self._next_brisque_t = time_s + 1.0 / self.qs.brisque_fps
                 self.brisque.append((index, self.models.brisque.score(image)))
+        if self.enabled and self.models.pip is not None and time_s + 1e-6 >= self._next_pip_t:
+            self._next_pip_t = time_s + 1.0 / PIP_FPS
+            prev = self._prev_gray if self._prev_gray is not None and self._prev_gray.shape == gray.shape else gray
+            if self._pip_frames and self._pip_frames[-1][1].shape != gray.shape:
+                self._pip_frames = []
+            self._pip_frames.append((index, gray, prev))
+            if len(self._pip_frames) >= PIP_WINDOW:
+                found = pip_window([f for _, f, _ in self._pip_frames], [q for _, _, q in self._pip_frames],
+                                   self.models.pip)
+                self.pip_windows.append((self._pip_frames[0][0], index, found))
+                self._pip_frames = []
         self._prev_gray = gray
         if self.enabled:
             # the frame before the next sample is needed for its optical flow
@@ -405,7 +565,7 @@ class FrameStats:
         for name in ("sharpness", "brightness", "dark_share", "bright_share", "colour_cast", "motion", "border_share"):
             q[name] = med(name)
         q["text_score"] = float(np.mean([self.samples["text"][i] for i in sel])) if len(sel) else NAN
-        q["pip_score"] = _pip_score([self.insets[i] for i in sel])
+        q["pip_score"] = self._shot_pip(a, b)
         br = [v for i, v in self.brisque if a <= i < b and np.isfinite(v)]
         q["brisque"] = float(np.median(br)) if br else NAN
         luma = np.asarray(self.luma[a:b])
@@ -425,18 +585,15 @@ class FrameStats:
             q["frozen_s"] = NAN
         return q
 
-
-def _pip_score(rects: list) -> float:
-    if not rects:
-        return NAN
-    found = [r for r in rects if r is not None]
-    if not found:
-        return 0.0
-    best = 0
-    for r in found:
-        n = sum(1 for o in found if _iou(r, o) >= 0.7)
-        best = max(best, n)
-    return best / float(len(rects))
+    def _shot_pip(self, a: int, b: int) -> float:
+        """pip_score of frames [a, b): windows whose middle frame lies in the shot (else any overlapping);
+        NaN without the inset model or without a window."""
+        if self.models.pip is None:
+            return NAN
+        wins = [found for f0, f1, found in self.pip_windows if a <= (f0 + f1) // 2 < b]
+        if not wins:
+            wins = [found for f0, f1, found in self.pip_windows if f0 < b and f1 >= a]
+        return _pip_score(wins)
 
 
 def _iou(a, b) -> float:

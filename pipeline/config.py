@@ -96,7 +96,7 @@ class QualitySettings(Section):
     max_motion: float | None = Field(None, gt=0, description="Median optical-flow motion (frame widths per second) above which a shot is 'too_much_motion'; None: no check.")
     max_brisque: float = Field(60.0, ge=0, description="BRISQUE score (lower is better); NaN when the model is missing.")
     max_border_share: float = Field(0.15, ge=0, le=1, description="Letterbox/pillarbox share of the frame area above which a shot is 'letterbox'.")
-    max_pip_score: float = Field(0.45, ge=0, le=1, description="Share of sampled frames showing the same inset rectangle above which a shot is 'picture_in_picture'.")
+    max_pip_score: float = Field(0.6, ge=0, le=1, description="pip_score (mean over the shot's 2 s windows of the inset model's probability for one rectangle) above which a shot is 'picture_in_picture'; 0.6 from the host-held-out folds of python -m models.pip_train.")
     max_text_score: float = Field(0.5, ge=0, le=1, description="Share of sampled frames with text-like overlay lines above which a shot is 'text_overlay'.")
     min_resolution_px: int = Field(240, ge=1, description="Shorter side of the source frame.")
     min_loudness_dbfs: float = Field(-50.0, description="Mean RMS level; quieter shots are 'silent'.")
