@@ -15,12 +15,15 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
 from models.lr_asd_sync_train import evaluate
 
 HELD_OUT = ("talking_face_4", "talking_face_5", "talking_hdtf_hill")
 
 
-def composites(tmp: Path) -> list[dict]:
+def composites(tmp: Path, head: Path | None = None, signals=("head", "av_minus_visual"),
+               sync_phases: int | None = None) -> list[dict]:
     """Issue 9 composites (held-out pairs, both talk, and delayed 0.5 s) and the issue 5 cases, decided with
     the sync head (after), the published checkpoint's evidence (before: av_minus_visual) and without sync."""
     import sys
@@ -35,12 +38,18 @@ def composites(tmp: Path) -> list[dict]:
 
     media, model_dir = REPO_ROOT.parent / "shared" / "media", default_model_dir()
     ops = {}
-    for signal in ("head", "av_minus_visual"):
+    for signal in signals:
         s = Settings()
         s.models.dir = str(model_dir)
         s.conversation.sync_signal = signal
+        if sync_phases:
+            s.conversation.sync_phases = sync_phases
         ops[signal] = ConversationOperator(s)
         ops[signal].setup()
+        if signal == "head" and head is not None:  # a candidate head file instead of the registry's
+            from models.lr_asd_sync import load_head
+
+            ops[signal].sync_head = load_head(ops[signal].scorer.net, head)
     face = lambda n: tm.load_face(media, model_dir, n)  # noqa: E731
     cases = [(f"both talk {a}|{b}", lambda a=a, b=b: tm.both_talk(tmp, model_dir, face(a), face(b)))
              for i, a in enumerate(HELD_OUT) for b in HELD_OUT[i + 1:]]
@@ -72,26 +81,84 @@ def composites(tmp: Path) -> list[dict]:
     return rows
 
 
+def offset_calibration(tmp: Path, lopo_dir: Path, shifts=(0.0, 0.3, 0.5)) -> dict:
+    """Offset-reject threshold of the sync head on TRAINING people only: both-talk composites of each pair
+    of the single-talker training people, in sync and with the audio delayed, decided with each of the
+    two leave-one-person-out heads (lopo_<person>.pt from `python -m models.lr_asd_sync_train --calibrate
+    DIR`) that did not see one of the two. Returns the pooled peak lag and gain per case and the largest
+    in-sync / smallest delayed gain (conversation.offset_min_gain goes between them)."""
+    import sys
+
+    from models.lr_asd_sync import load_head
+    from models.lr_asd_sync_train import TRAIN_PEOPLE
+    from models.registry import default_model_dir
+    from operators.asd import ConversationOperator
+    from operators.base import Deadline
+    from pipeline.config import REPO_ROOT, Settings
+
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    import test_asd_media as tm
+
+    media, model_dir = REPO_ROOT.parent / "shared" / "media", default_model_dir()
+    s = Settings()
+    s.models.dir = str(model_dir)
+    s.conversation.sync_signal = "head"
+    s.conversation.max_av_offset_s = 1e9  # measure only: never reject here
+    op = ConversationOperator(s)
+    op.setup()
+    singles = [p for p in TRAIN_PEOPLE if not p.endswith(":split")]
+    rows = {}
+    for i, a in enumerate(singles):
+        for b in singles[i + 1:]:
+            for sh in shifts:
+                comp = tm.both_talk(tmp, model_dir, tm.load_face(media, model_dir, a), tm.load_face(media, model_dir, b), shift_s=sh)
+                for unseen in (a, b):
+                    op.sync_head = load_head(op.scorer.net, lopo_dir / f"lopo_{unseen}.pt")
+                    op.process(tm.make_task(comp), Deadline(None))
+                    results = next(iter(op.last_analyses.values()))
+                    curves = [(r.lag_curve, r.lag_weight) for _, r, _ in results if r.lag_weight > 0 and np.isfinite(r.lag_curve).any()]
+                    w = sum(wt for _, wt in curves)
+                    off, gain = op.offset_of(sum(cv * wt for cv, wt in curves) / w) if curves else (float("nan"), 0.0)
+                    rows[f"{a}|{b} delay {sh:.1f}s, head without {unseen}"] = {"peak_s": round(off, 2), "gain": round(gain, 2)}
+                    print(f"{a}|{b} delay {sh:.1f}s head without {unseen}: peak {off:+.2f} s gain {gain:.2f}", flush=True)
+    in_sync = max(r["gain"] for n, r in rows.items() if " delay 0.0s" in n)
+    delayed = min(r["gain"] for n, r in rows.items() if " delay 0.0s" not in n)
+    return {"rows": rows, "max_gain_in_sync": in_sync, "min_gain_delayed": delayed}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--head", default=None, help="sync head file (default: the registry's lr-asd-sync)")
     ap.add_argument("--people", nargs="*", default=list(HELD_OUT))
     ap.add_argument("--smooth", type=int, default=1, help="moving average (frames) before scoring, as the decision smooths")
     ap.add_argument("--composites", action="store_true", help="also run the issue 9 / issue 5 composites before/after")
+    ap.add_argument("--sync-phases", type=int, default=None, help="with --composites: conversation.sync_phases")
+    ap.add_argument("--offset-calibration", default=None, metavar="LOPO_DIR",
+                    help="only: offset gains of both-talk composites of the training people with the leave-one-out heads in LOPO_DIR")
+    ap.add_argument("--no-auc", action="store_true", help="skip the per-frame AUC part")
+    ap.add_argument("--head-only", action="store_true", help="with --composites: only the sync head's decisions (and without sync)")
     a = ap.parse_args(argv)
+    if a.offset_calibration:
+        import json
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(offset_calibration(Path(tmp), Path(a.offset_calibration)), indent=2))
+        return 0
     head = Path(a.head) if a.head else None
     if head is None:
         from models.registry import resolve
 
         head = resolve("lr-asd-sync").path
-    res = evaluate(tuple(a.people), head, smooth=a.smooth)
+    res = {} if a.no_auc else evaluate(tuple(a.people), head, smooth=a.smooth)
     for sig, r in res.items():
         print(sig, " ".join(f"{k}={v:.3f}" for k, v in r.items() if k != "values"))
     if a.composites:
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
-            rows = composites(Path(tmp))
+            rows = composites(Path(tmp), None if a.head is None else head, ("head",) if a.head_only else ("head", "av_minus_visual"),
+                              a.sync_phases)
         print(f"{'case':40s} {'decision':16s} speak_acc off_sync_kept_off listen_recall idle_share offset_rejects cpu_s")
         fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
         for r in rows:

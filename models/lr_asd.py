@@ -414,7 +414,7 @@ class ASDScorer:
 
     @torch.no_grad()
     def score_cached(self, cache: VisualCache, feats: np.ndarray, shift_frames: int = 0,
-                     windows: Sequence[int] | None = None, back_end=None) -> np.ndarray:
+                     windows: Sequence[int] | None = None, back_end=None, phases: int = 1) -> np.ndarray:
         """[T] audio-visual logits averaged over window lengths, for MFCC feats [4T', 13].
 
         back_end: another scorer of (audio emb, visual emb) [B, t, 128] -> [B, t] on the same windows
@@ -423,6 +423,9 @@ class ASDScorer:
         shift_frames moves the audio relative to the video (positive: the audio is taken that many video
         frames later, i.e. it tests the hypothesis "audio is late"); missing audio is filled with the
         clip's quietest MFCC frame. windows restricts the average to those window lengths (default: all of the cache).
+        phases > 1 also scores tilings of the same window length started 1/phases, 2/phases, ... of a
+        window later (visual embeddings sliced from the cached ones, audio and back end run again) and
+        averages them: a frame near a window edge then also gets a window with context on both sides.
         Frames beyond the aligned length get NaN."""
         t = cache.n_frames
         a = shift_mfcc(feats, shift_frames)
@@ -433,29 +436,47 @@ class ASDScorer:
         at = torch.from_numpy(np.ascontiguousarray(a[: 4 * n]))
         acc = np.zeros(n, np.float64)
         used = [d for d in cache.windows if windows is None or d in set(int(w) for w in windows)] or list(cache.windows)
+        phases = max(1, int(phases))
         for d in used:
-            # windows of equal length run as one batch (same result as one by one: no cross-talk in a batch)
-            groups: dict[int, list[tuple[int, torch.Tensor]]] = {}
-            for s, emb in cache.windows[d]:
-                if s >= n:
-                    continue
-                e = min(s + emb.shape[1], n)
-                if emb.shape[1] != e - s:
-                    # the window is cut by the audio length: re-embed the visual part as the demo would
-                    emb = self._re_embed(cache, d, s, e)
-                groups.setdefault(e - s, []).append((s, emb))
-            for length, members in groups.items():
-                ea = self.net.model.embed_audio(torch.stack([at[4 * s:4 * (s + length)] for s, _ in members]))
-                ev = torch.cat([emb for _, emb in members], dim=0)
-                m = min(ea.shape[1], length)
-                if back_end is not None:
-                    logits = back_end(ea[:, :m], ev[:, :m]).numpy()
-                else:
-                    logits = self.net.lossAV(self.net.model.fuse(ea[:, :m], ev[:, :m])).numpy()
-                for (s, _), row in zip(members, logits):
-                    acc[s:s + m] += row
+            tilings = [self._tiling(cache, d, n)]
+            if phases > 1:
+                full = torch.cat([emb for _, emb in tilings[0]], dim=1)
+                step = d * VIDEO_FPS
+                for p in range(1, phases):
+                    off = int(round(p * step / phases))
+                    starts = ([0] if off > 0 else []) + list(range(off, n, step))
+                    ends = starts[1:] + [n]
+                    tilings.append([(s0, full[:, s0:e0]) for s0, e0 in zip(starts, ends) if e0 > s0])
+            for members_all in tilings:
+                # windows of equal length run as one batch (same result as one by one: no cross-talk in a batch)
+                groups: dict[int, list[tuple[int, torch.Tensor]]] = {}
+                for s0, emb in members_all:
+                    groups.setdefault(emb.shape[1], []).append((s0, emb))
+                for length, members in groups.items():
+                    ea = self.net.model.embed_audio(torch.stack([at[4 * s0:4 * (s0 + length)] for s0, _ in members]))
+                    ev = torch.cat([emb for _, emb in members], dim=0)
+                    m = min(ea.shape[1], length)
+                    if back_end is not None:
+                        logits = back_end(ea[:, :m], ev[:, :m]).numpy()
+                    else:
+                        logits = self.net.lossAV(self.net.model.fuse(ea[:, :m], ev[:, :m])).numpy()
+                    for (s0, _), row in zip(members, logits):
+                        acc[s0:s0 + m] += row / len(tilings)
         out[:n] = (acc / len(used)).astype(np.float32)
         return out
+
+    def _tiling(self, cache: VisualCache, d: int, n: int) -> list[tuple[int, torch.Tensor]]:
+        """The cached windows of length d cut to the first n frames (a window cut by the audio length is
+        re-embedded as the demo would)."""
+        items = []
+        for s0, emb in cache.windows[d]:
+            if s0 >= n:
+                continue
+            e = min(s0 + emb.shape[1], n)
+            if emb.shape[1] != e - s0:
+                emb = self._re_embed(cache, d, s0, e)
+            items.append((s0, emb))
+        return items
 
     def _re_embed(self, cache: VisualCache, d: int, s: int, e: int) -> torch.Tensor:
         if (s, e) not in cache.cut:  # computed once per cache: re-scoring with other audio reuses it

@@ -92,8 +92,8 @@ def load_head(net: LRASD, path: str | Path) -> SyncHead:
 
 @torch.no_grad()
 def sync_scores(head: SyncHead, net: LRASD, cache: VisualCache, feats: np.ndarray, shift_frames: int = 0,
-                windows: tuple[int, ...] | None = None) -> np.ndarray:
+                windows: tuple[int, ...] | None = None, phases: int = 1) -> np.ndarray:
     """[T] sync log-odds for the visual embeddings in `cache` (per window length, averaged) and MFCC feats
-    [4T', 13]; shift_frames and windows as ASDScorer.score_cached (positive: audio taken later). NaN beyond
-    the audio."""
-    return ASDScorer(net).score_cached(cache, feats, shift_frames, windows, back_end=head)
+    [4T', 13]; shift_frames, windows and phases as ASDScorer.score_cached (positive: audio taken later).
+    NaN beyond the audio."""
+    return ASDScorer(net).score_cached(cache, feats, shift_frames, windows, back_end=head, phases=phases)

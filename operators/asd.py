@@ -191,7 +191,8 @@ class ConversationOperator(Operator):
             from models.lr_asd_sync import sync_scores
 
             # the fine-tuned sync head: log-odds that this mouth speaks the heard audio (models/lr_asd_sync.py)
-            sync = _extend(sync_scores(self.sync_head, self.scorer.net, cache, feats, windows=cfg.sync_windows_s), n)
+            sync = _extend(sync_scores(self.sync_head, self.scorer.net, cache, feats, windows=cfg.sync_windows_s,
+                                       phases=cfg.sync_phases), n)
             shifted = lambda k: sync_scores(self.sync_head, self.scorer.net, cache, feats, int(k), windows=cfg.sync_windows_s)  # noqa: E731
         else:
             sync = s0 - visual  # what the heard audio adds beyond the lips alone (see operators/states.py)

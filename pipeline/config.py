@@ -140,7 +140,7 @@ class PeopleSettings(Section):
 
 # Per sync signal defaults of the decision parameters (conversation.sync_signal; a config value overrides).
 SYNC_DEFAULTS: dict[str, dict[str, float]] = {
-    "head": {"sync_min": -4.0, "cross_margin": 1.0, "offset_bias_frames": 0.0, "offset_min_gain": 2.0, "sync_smooth_frames": 5},
+    "head": {"sync_min": -4.0, "cross_margin": 1.0, "offset_bias_frames": 0.0, "offset_min_gain": 1.0, "sync_smooth_frames": 5},
     "av_minus_visual": {"sync_min": -0.25, "cross_margin": 0.1, "offset_bias_frames": -1.0, "offset_min_gain": 0.5,
                         "sync_smooth_frames": 25},
 }
@@ -170,6 +170,7 @@ class ConversationSettings(Section):
     min_sync_frames: int = Field(25, ge=1, description="Speech frames with a moving mouth a person needs before the sync evidence is taken relative to the person's median.")
     cross_margin: float | None = Field(None, ge=0, description="A second person may speak at the same time only within this of the best sync evidence; null: the signal's default.")
     sync_windows_s: list[int] = Field(default_factory=lambda: [2], description="Window lengths (s) the sync head scores in, for the sync evidence and the offset scan: the head was trained on 2 s windows (models/lr_asd_sync_train.py).")
+    sync_phases: int = Field(1, ge=1, le=10, description="Sync head: besides the windows starting at frame 0, score tilings started 1/n, 2/n, ... of a window later and average them (visual embeddings reused; audio encoder and head run n times), so that frames near a window edge, e.g. at a change of voice, also get a window with context on both sides.")
     offset_windows_s: list[int] = Field(default_factory=lambda: [2, 4], description="LR-ASD window lengths of the shifted-audio passes of the offset scan.")
     offset_scan_s: float = Field(0.8, ge=0, description="Audio lags scanned (+-) for the audio-visual offset estimate.")
     offset_step_frames: int = Field(2, ge=1, description="Step of the offset scan in frames.")

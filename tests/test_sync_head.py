@@ -60,6 +60,28 @@ def test_sync_scores_follow_the_audio_shift_contract():
     assert not np.allclose(s[:50], sync_scores(head, net, cache, feats, shift_frames=10)[:50])
 
 
+def test_sync_phases_average_shifted_tilings():
+    """phases=2 = the mean of the cached tiling and a tiling started half a window later (embeddings sliced
+    from the cache); frames in the middle of a cached window keep context on both sides in both."""
+    torch.manual_seed(2)
+    net = LRASD().eval()
+    head = load_head(net, registry.BUNDLED_DIR / registry.REGISTRY["lr-asd-sync"].main.relpath)
+    t = 120
+    faces = torch.randint(0, 255, (1, t, 112, 112), dtype=torch.uint8)
+    with torch.no_grad():
+        emb = net.model.embed_visual(faces)
+    cache = VisualCache(t, windows={2: [(0, emb[:, :50]), (50, emb[:, 50:100]), (100, emb[:, 100:])]})
+    feats = np.random.default_rng(1).normal(size=(4 * t, 13)).astype(np.float32)
+    s1 = sync_scores(head, net, cache, feats)
+    shifted = VisualCache(t, windows={2: [(0, emb[:, :25]), (25, emb[:, 25:75]), (75, emb[:, 75:])]})
+    s_half = sync_scores(head, net, shifted, feats)
+    s2 = sync_scores(head, net, cache, feats, phases=2)
+    assert np.isfinite(s2).all()
+    np.testing.assert_allclose(s2, (s1 + s_half) / 2, atol=1e-5)
+    assert not np.allclose(s2, s1, atol=1e-3)
+    assert sync_scores(head, net, cache, feats, shift_frames=4, phases=3).shape == (t,)
+
+
 def test_training_recipe_runs_and_is_seeded(tmp_path, media_dir, model_dir):
     from models.lr_asd_sync_train import train
 
