@@ -49,7 +49,7 @@ def composites(tmp: Path, head: Path | None = None, signals=("head", "av_minus_v
         if signal == "head" and head is not None:  # a candidate head file instead of the registry's
             from models.lr_asd_sync import load_head
 
-            ops[signal].sync_head = load_head(ops[signal].scorer.net, head)
+            ops[signal].sync_head = ops[signal].offset_head = load_head(ops[signal].scorer.net, head)
     face = lambda n: tm.load_face(media, model_dir, n)  # noqa: E731
     cases = [(f"both talk {a}|{b}", lambda a=a, b=b: tm.both_talk(tmp, model_dir, face(a), face(b)))
              for i, a in enumerate(HELD_OUT) for b in HELD_OUT[i + 1:]]
@@ -113,7 +113,7 @@ def offset_calibration(tmp: Path, lopo_dir: Path, shifts=(0.0, 0.3, 0.5)) -> dic
             for sh in shifts:
                 comp = tm.both_talk(tmp, model_dir, tm.load_face(media, model_dir, a), tm.load_face(media, model_dir, b), shift_s=sh)
                 for unseen in (a, b):
-                    op.sync_head = load_head(op.scorer.net, lopo_dir / f"lopo_{unseen}.pt")
+                    op.sync_head = op.offset_head = load_head(op.scorer.net, lopo_dir / f"lopo_{unseen}.pt")
                     op.process(tm.make_task(comp), Deadline(None))
                     results = next(iter(op.last_analyses.values()))
                     curves = [(r.lag_curve, r.lag_weight) for _, r, _ in results if r.lag_weight > 0 and np.isfinite(r.lag_curve).any()]

@@ -125,13 +125,16 @@ class ConversationOperator(Operator):
             self.landmarker = FaceLandmarker.from_settings(self.settings, num_faces=2)
             self.vad = SileroVAD.load(self.settings)
             self.sync_model = None
-            self.sync_head = None
-            if cfg.sync_signal == "head":
+            self.sync_head = None  # decision signal (sync_signal: head)
+            self.offset_head = None  # offset scan (offset_signal: head, or the decision head)
+            if cfg.sync_signal == "head" or cfg.offset_signal_name() == "head":
                 from models.lr_asd_sync import load_head
                 from models.registry import resolve_for
 
                 self.sync_model = resolve_for(self.settings, "lr-asd-sync")
-                self.sync_head = load_head(self.scorer.net, self.sync_model.path)
+                head = load_head(self.scorer.net, self.sync_model.path)
+                self.sync_head = head if cfg.sync_signal == "head" else None
+                self.offset_head = head if cfg.offset_signal_name() == "head" else None
         except MissingModelError as exc:
             self.model_error = str(exc)
 
@@ -187,24 +190,26 @@ class ConversationOperator(Operator):
         visual[~have_face] = np.nan
         motion = st.mouth_motion(mo, 25.0, cfg.mouth_window_s)
         lags = self.lags()
-        if self.sync_head is not None:
-            from models.lr_asd_sync import sync_scores
+        from models.lr_asd_sync import sync_scores
 
+        if self.sync_head is not None:
             # the fine-tuned sync head: log-odds that this mouth speaks the heard audio (models/lr_asd_sync.py)
             sync = _extend(sync_scores(self.sync_head, self.scorer.net, cache, feats, windows=cfg.sync_windows_s,
                                        phases=cfg.sync_phases), n)
-            shifted = lambda k: sync_scores(self.sync_head, self.scorer.net, cache, feats, int(k), windows=cfg.sync_windows_s)  # noqa: E731
         else:
             sync = s0 - visual  # what the heard audio adds beyond the lips alone (see operators/states.py)
+        if self.offset_head is not None:
+            shifted = lambda k: sync_scores(self.offset_head, self.scorer.net, cache, feats, int(k), windows=cfg.sync_windows_s)  # noqa: E731
+        else:
             shifted = lambda k: self.scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s)  # noqa: E731
         sync[~have_face] = np.nan
         lag_scores = np.stack([_extend(shifted(k), n) for k in lags]) if len(lags) else np.zeros((0, n))
         # frames chosen without looking at the audio (a speech mask would favour lag 0): a moving mouth
         sel = (np.nan_to_num(motion) > cfg.motion_threshold) & have_face & np.all(np.isfinite(lag_scores), axis=0)
-        if self.sync_head is not None and len(lags):
+        if self.offset_head is not None and len(lags):
             # only frames whose mouth follows the audio at SOME lag: where another voice is heard (no lag
             # fits) the curve is flat and would only dilute the peak
-            sel &= np.nanmax(np.where(np.isfinite(lag_scores), lag_scores, -np.inf), axis=0) > cfg.sync_param("sync_min")
+            sel &= np.nanmax(np.where(np.isfinite(lag_scores), lag_scores, -np.inf), axis=0) > cfg.offset_param("sync_min")
         if len(lags) and sel.sum() >= 5:
             curve = lag_scores[:, sel].mean(axis=1)
         else:
@@ -219,7 +224,7 @@ class ConversationOperator(Operator):
         if not len(curve) or not np.isfinite(curve).any():
             return float("nan"), 0.0
         i = int(np.nanargmax(curve))
-        bias = cfg.sync_param("offset_bias_frames")
+        bias = cfg.offset_param("offset_bias_frames")
         zero = int(np.argmin(np.abs(lags - bias)))
         off = (float(lags[i]) - bias) / 25.0
         return off, float(curve[i] - curve[zero])
@@ -310,7 +315,7 @@ class ConversationOperator(Operator):
             w = np.array([wt for _, wt in curves])
             pooled = np.nansum(np.stack([cv * wt for cv, wt in curves]), axis=0) / w.sum()
             shot_off, shot_gain = self.offset_of(pooled)
-        offset_bad = (np.isfinite(shot_off) and abs(shot_off) > cfg.max_av_offset_s and shot_gain >= cfg.sync_param("offset_min_gain"))
+        offset_bad = (np.isfinite(shot_off) and abs(shot_off) > cfg.max_av_offset_s and shot_gain >= cfg.offset_param("offset_min_gain"))
         for (c, r, sp), s, code in zip(results, starts, codes):
             cc = code[s:s + r.n]
             off, _ = self.offset_of(r.lag_curve)

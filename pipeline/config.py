@@ -174,9 +174,23 @@ class ConversationSettings(Section):
     offset_windows_s: list[int] = Field(default_factory=lambda: [2, 4], description="LR-ASD window lengths of the shifted-audio passes of the offset scan.")
     offset_scan_s: float = Field(0.8, ge=0, description="Audio lags scanned (+-) for the audio-visual offset estimate.")
     offset_step_frames: int = Field(2, ge=1, description="Step of the offset scan in frames.")
+    offset_signal: Literal["head", "sync_signal"] = Field("head", description="Signal of the offset scan (av_offset rejects): 'head' = the sync head whatever sync_signal is (sharp lag curve; reject threshold calibrated on the training people, docs/CONVERSATION.md); 'sync_signal' = the same signal as the decision.")
     offset_bias_frames: float | None = Field(None, description="Lag (frames) at which the signal peaks on in-sync footage, subtracted from the estimate; null: the signal's default (head 0; av_minus_visual -1, measured for pretrain_AVA at crop 0.6 on the tuning faces).")
     offset_min_gain: float | None = Field(None, ge=0, description="A shot is rejected for offset only when its peak beats the zero lag by this much (signal units); null: the signal's default.")
     max_av_offset_s: float = Field(0.2, ge=0, description="Clips whose audio is globally offset by more are rejected.")
+
+    def offset_signal_name(self) -> str:
+        return "head" if self.offset_signal == "head" else self.sync_signal
+
+    def offset_param(self, name: str) -> float:
+        """Effective offset-scan parameter (offset_bias_frames, offset_min_gain, and sync_min for the
+        frames the scan uses): the config value when the scan uses the decision signal or the parameter
+        is an offset one, else the offset signal's default."""
+        sig = self.offset_signal_name()
+        v = getattr(self, name)
+        if v is not None and (sig == self.sync_signal or name.startswith("offset_")):
+            return float(v)
+        return float(SYNC_DEFAULTS[sig][name])
 
     def sync_param(self, name: str) -> float:
         """Effective sync decision parameter: the config value, else the default of the chosen signal."""

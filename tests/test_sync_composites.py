@@ -62,7 +62,8 @@ def test_two_talkers_one_voice_at_a_time(tmp_path, media_dir, model_dir, capsys,
 
 
 @pytest.mark.slow
-def test_globally_delayed_audio_is_rejected(tmp_path, media_dir, model_dir, capsys):
+@pytest.mark.parametrize("signal", ["head", "av_minus_visual"])
+def test_globally_delayed_audio_is_rejected(tmp_path, media_dir, model_dir, capsys, signal):
     """The whole audio 0.5 s late (nobody on screen in sync): the shot's pooled offset scan finds the delay
     and every clip gets an av_offset reject row. offset_min_gain was calibrated on the training people
     only (models/weights/lr_asd_sync_calibration.json, "offset_scan_composites")."""
@@ -71,17 +72,30 @@ def test_globally_delayed_audio_is_rejected(tmp_path, media_dir, model_dir, caps
     a = tm.load_face(media_dir, model_dir, "talking_face_4")
     b = tm.load_face(media_dir, model_dir, "talking_hdtf_hill")
     comp = tm.both_talk(tmp_path, model_dir, a, b, shift_s=0.5)
-    op = operator(model_dir, sync_signal="head")
+    op = operator(model_dir, sync_signal=signal)  # the offset scan uses the sync head either way (offset_signal)
     task = run(op, comp)
     rej = [r for r in task.rejects if r["reason"] == "av_offset"]
     offs = [c["av_offset_s"] for c, _, _ in next(iter(op.last_analyses.values()))]
     shot = [float(re.search(r"audio offset ([-+][0-9.]+) s", r["message"]).group(1)) for r in rej]
-    show(capsys, "both talk, audio delayed 0.5 s", {"rejected_clips": len(rej), "shot_offset_s": str(shot[:1]),
+    show(capsys, f"both talk, audio delayed 0.5 s ({signal})", {"rejected_clips": len(rej), "shot_offset_s": str(shot[:1]),
                                                     "per_clip_av_offset_s": str(np.round(offs, 2).tolist())})
     assert len(rej) == 2 and not task.clips
     assert all(0.3 <= o <= 0.7 for o in shot)
     # measurement only (printed): the states the clips would get without the offset reject
     show(capsys, "both talk, audio delayed 0.5 s, states without the reject", tm.scores(comp, _redecide(op, comp, max_av_offset_s=10.0)))
+
+
+def test_offset_parameters_follow_the_offset_signal():
+    from pipeline.config import SYNC_DEFAULTS, ConversationSettings
+
+    c = ConversationSettings(sync_signal="av_minus_visual", sync_min=-0.5)
+    assert c.offset_signal_name() == "head"
+    assert c.offset_param("offset_min_gain") == SYNC_DEFAULTS["head"]["offset_min_gain"]
+    assert c.offset_param("sync_min") == SYNC_DEFAULTS["head"]["sync_min"]  # the decision's sync_min is not the head's
+    assert c.sync_param("sync_min") == -0.5
+    c = ConversationSettings(sync_signal="av_minus_visual", offset_signal="sync_signal", offset_min_gain=0.7)
+    assert c.offset_signal_name() == "av_minus_visual" and c.offset_param("offset_min_gain") == 0.7
+    assert c.offset_param("offset_bias_frames") == SYNC_DEFAULTS["av_minus_visual"]["offset_bias_frames"]
 
 
 def test_sync_off_reproduces_plain_cross_person_rule():
