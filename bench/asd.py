@@ -74,18 +74,23 @@ def main(argv=None) -> dict:
     timed("asd_audio_backend_6windows", lambda: scorer.score_cached(cache, feats))
     op = ConversationOperator(s)
     lags = op.lags()
-    if cfg.sync_signal == "head":  # the fine-tuned sync head over the same embeddings, then its lag scan
+    head = None
+    if cfg.sync_signal == "head" or cfg.offset_signal_name() == "head":
         from models.lr_asd_sync import load_head, sync_scores
         from models.registry import resolve_for
 
         head = load_head(scorer.net, resolve_for(s, "lr-asd-sync").path)
-        timed("sync_head", lambda: sync_scores(head, scorer.net, cache, feats, windows=cfg.sync_windows_s))
-        timed("sync_offset_scan", lambda: [sync_scores(head, scorer.net, cache, feats, int(k), windows=cfg.sync_windows_s) for k in lags])
-        sync_parts = ("sync_head", "sync_offset_scan")
+    if cfg.sync_signal == "head":  # the fine-tuned sync head over the same embeddings
+        timed("sync_head", lambda: sync_scores(head, scorer.net, cache, feats, windows=cfg.sync_windows_s, phases=cfg.sync_phases))
+        sync_parts = ["sync_head"]
     else:
         timed("asd_visual_only_head", lambda: scorer.visual_scores(cache))
+        sync_parts = ["asd_visual_only_head"]
+    if cfg.offset_signal_name() == "head":  # the offset scan: the head re-scored at every lag
+        timed("sync_offset_scan", lambda: [sync_scores(head, scorer.net, cache, feats, int(k), windows=cfg.sync_windows_s) for k in lags])
+    else:
         timed("sync_offset_scan", lambda: [scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s) for k in lags])
-        sync_parts = ("asd_visual_only_head", "sync_offset_scan")
+    sync_parts.append("sync_offset_scan")
     vad = SileroVAD.load(s)
     timed("vad", lambda: vad.speech_probabilities(audio))
     asd = out["asd_visual_6windows"]["cpu_s"] + out["asd_audio_backend_6windows"]["cpu_s"] + out["mfcc"]["cpu_s"] + out["face_crops"]["cpu_s"]
@@ -99,6 +104,7 @@ def main(argv=None) -> dict:
         "total": round(total * per_min, 1)}
     out["offset_lags"] = len(lags)
     out["sync_signal"] = cfg.sync_signal
+    out["offset_signal"] = cfg.offset_signal_name()
     lm.close()
     print(json.dumps(out, indent=1))
     return out
