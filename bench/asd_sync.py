@@ -8,6 +8,13 @@ own = P's frames with P's own voice (frames where P speaks); other = P's frames 
 where Q speaks); shifted = P's frames with P's voice delayed by 0.5 s (frames where the delayed voice
 speaks). Prints the ROC AUC of own vs other+shifted and the mean signal per case, for the published
 checkpoint's evidence (audio-visual minus visual-only logit) and for the sync head, plus CPU time.
+
+    python -m bench.asd_sync --composites [--head FILE] [--head-only] [--sync-phases N]
+    python -m bench.asd_sync --offset-calibration DIR   # DIR: leave-one-out heads of lr_asd_sync_train --calibrate
+
+--composites decides the issue 9 / issue 5 composites (held-out people); --offset-calibration measures the
+offset scan's gains on both-talk composites of the TRAINING people (how conversation.offset_min_gain of the
+head was chosen; stored in models/weights/lr_asd_sync_calibration.json).
 """
 from __future__ import annotations
 
