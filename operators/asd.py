@@ -318,7 +318,7 @@ class ConversationOperator(Operator):
         offset_bad = (np.isfinite(shot_off) and abs(shot_off) > cfg.max_av_offset_s and shot_gain >= cfg.offset_param("offset_min_gain"))
         for (c, r, sp), s, code in zip(results, starts, codes):
             cc = code[s:s + r.n]
-            off, _ = self.offset_of(r.lag_curve)
+            off, gain = self.offset_of(r.lag_curve)
             moving_speech = (np.asarray(sp) > cfg.vad_threshold) & (np.nan_to_num(r.motion) > cfg.motion_threshold)
             sync_vals = r.sync[moving_speech & np.isfinite(r.sync)]
             c.update({
@@ -331,6 +331,7 @@ class ConversationOperator(Operator):
                 "state_shares": st.state_shares(cc),
                 "sync_score": float(np.mean(sync_vals)) if len(sync_vals) else None,
                 "av_offset_s": off if np.isfinite(off) else None,
+                "av_offset_gain": gain if np.isfinite(off) else None,
             })
             counts["clips"] += 1
             if offset_bad:

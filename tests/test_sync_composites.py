@@ -57,7 +57,7 @@ def test_two_talkers_one_voice_at_a_time(tmp_path, media_dir, model_dir, capsys,
     assert res["off_sync_kept_off"] >= 0.90
     assert len(task.clips) == 2 and not task.rejects
     for c in task.clips:
-        assert c["sync_score"] is not None and c["av_offset_s"] is not None
+        assert c["sync_score"] is not None and c["av_offset_s"] is not None and c["av_offset_gain"] >= 0
         assert abs(c["av_offset_s"]) <= op.settings.conversation.max_av_offset_s
 
 
