@@ -22,8 +22,6 @@ import argparse
 import time
 from pathlib import Path
 
-import numpy as np
-
 from models.lr_asd_sync_train import evaluate
 
 HELD_OUT = ("talking_face_4", "talking_face_5", "talking_hdtf_hill")
@@ -122,10 +120,7 @@ def offset_calibration(tmp: Path, lopo_dir: Path, shifts=(0.0, 0.3, 0.5)) -> dic
                 for unseen in (a, b):
                     op.sync_head = op.offset_head = load_head(op.scorer.net, lopo_dir / f"lopo_{unseen}.pt")
                     op.process(tm.make_task(comp), Deadline(None))
-                    results = next(iter(op.last_analyses.values()))
-                    curves = [(r.lag_curve, r.lag_weight) for _, r, _ in results if r.lag_weight > 0 and np.isfinite(r.lag_curve).any()]
-                    w = sum(wt for _, wt in curves)
-                    off, gain = op.offset_of(sum(cv * wt for cv, wt in curves) / w) if curves else (float("nan"), 0.0)
+                    off, gain = op.shot_offset(next(iter(op.last_analyses.values())))
                     rows[f"{a}|{b} delay {sh:.1f}s, head without {unseen}"] = {"peak_s": round(off, 2), "gain": round(gain, 2)}
                     print(f"{a}|{b} delay {sh:.1f}s head without {unseen}: peak {off:+.2f} s gain {gain:.2f}", flush=True)
     in_sync = max(r["gain"] for n, r in rows.items() if " delay 0.0s" in n)

@@ -229,6 +229,15 @@ class ConversationOperator(Operator):
         off = (float(lags[i]) - bias) / 25.0
         return off, float(curve[i] - curve[zero])
 
+    def shot_offset(self, results: list[tuple[dict, ClipAnalysis, np.ndarray]]) -> tuple[float, float]:
+        """(offset_s, gain) of a shot: the lag curves of its clips pooled (weighted by their frames) over the
+        people whose mouths move with speech; (NaN, 0) when none has a curve."""
+        curves = [(r.lag_curve, r.lag_weight) for _, r, _ in results if r.lag_weight > 0 and np.isfinite(r.lag_curve).any()]
+        if not curves:
+            return float("nan"), 0.0
+        w = np.array([wt for _, wt in curves])
+        return self.offset_of(np.nansum(np.stack([cv * wt for cv, wt in curves]), axis=0) / w.sum())
+
     # ----------------------------------------------------------------------------------------- process
     def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:
         cfg = self.settings.conversation
@@ -308,13 +317,7 @@ class ConversationOperator(Operator):
         # clips of different tracks that do not overlap in time still share the grid; a person absent at a
         # time has NaN speak there and is simply not a candidate
         codes = st.decide_states(people, speech, self.params())
-        # global audio-visual offset of the shot: lag curves pooled over the people whose mouths move with speech
-        curves = [(r.lag_curve, r.lag_weight) for _, r, _ in results if r.lag_weight > 0 and np.isfinite(r.lag_curve).any()]
-        shot_off, shot_gain = float("nan"), 0.0
-        if curves:
-            w = np.array([wt for _, wt in curves])
-            pooled = np.nansum(np.stack([cv * wt for cv, wt in curves]), axis=0) / w.sum()
-            shot_off, shot_gain = self.offset_of(pooled)
+        shot_off, shot_gain = self.shot_offset(results)
         offset_bad = (np.isfinite(shot_off) and abs(shot_off) > cfg.max_av_offset_s and shot_gain >= cfg.offset_param("offset_min_gain"))
         for (c, r, sp), s, code in zip(results, starts, codes):
             cc = code[s:s + r.n]

@@ -45,14 +45,20 @@ def test_round_trip_and_strict_loading(tmp_path):
         load_head(net, tmp_path / "bad.pt")
 
 
-def test_sync_scores_follow_the_audio_shift_contract():
-    torch.manual_seed(1)
+def _bundled_head_on_random_faces(seed: int, t: int):
+    """A random-weight LR-ASD with the bundled sync head, and visual embeddings [1, t, 128] of random faces."""
+    torch.manual_seed(seed)
     net = LRASD().eval()
     head = load_head(net, registry.BUNDLED_DIR / registry.REGISTRY["lr-asd-sync"].main.relpath)
-    t = 60
     faces = torch.randint(0, 255, (1, t, 112, 112), dtype=torch.uint8)
     with torch.no_grad():
         emb = net.model.embed_visual(faces)
+    return net, head, emb
+
+
+def test_sync_scores_follow_the_audio_shift_contract():
+    t = 60
+    net, head, emb = _bundled_head_on_random_faces(1, t)
     cache = VisualCache(t, windows={2: [(0, emb[:, :50]), (50, emb[:, 50:])]})
     feats = np.random.default_rng(0).normal(size=(4 * 50, 13)).astype(np.float32)  # audio for 50 frames only
     s = sync_scores(head, net, cache, feats)
@@ -63,13 +69,8 @@ def test_sync_scores_follow_the_audio_shift_contract():
 def test_sync_phases_average_shifted_tilings():
     """phases=2 = the mean of the cached tiling and a tiling started half a window later (embeddings sliced
     from the cache); frames in the middle of a cached window keep context on both sides in both."""
-    torch.manual_seed(2)
-    net = LRASD().eval()
-    head = load_head(net, registry.BUNDLED_DIR / registry.REGISTRY["lr-asd-sync"].main.relpath)
     t = 120
-    faces = torch.randint(0, 255, (1, t, 112, 112), dtype=torch.uint8)
-    with torch.no_grad():
-        emb = net.model.embed_visual(faces)
+    net, head, emb = _bundled_head_on_random_faces(2, t)
     cache = VisualCache(t, windows={2: [(0, emb[:, :50]), (50, emb[:, 50:100]), (100, emb[:, 100:])]})
     feats = np.random.default_rng(1).normal(size=(4 * t, 13)).astype(np.float32)
     s1 = sync_scores(head, net, cache, feats)
