@@ -28,7 +28,7 @@ HELD_OUT = ("talking_face_4", "talking_face_5", "talking_hdtf_hill")
 
 
 def composites(tmp: Path, head: Path | None = None, signals=("head", "av_minus_visual"),
-               sync_phases: int | None = None) -> list[dict]:
+               sync_phases: int | None = None, sync_min: float | None = None) -> list[dict]:
     """Issue 9 composites (held-out pairs, both talk, and delayed 0.5 s) and the issue 5 cases, decided with
     the sync head (after), the published checkpoint's evidence (before: av_minus_visual) and without sync."""
     import sys
@@ -49,12 +49,16 @@ def composites(tmp: Path, head: Path | None = None, signals=("head", "av_minus_v
         s.conversation.sync_signal = signal
         if sync_phases:
             s.conversation.sync_phases = sync_phases
+        if signal == "head" and sync_min is not None:  # a candidate head's own calibrated threshold
+            s.conversation.sync_min = sync_min
         ops[signal] = ConversationOperator(s)
         ops[signal].setup()
-        if signal == "head" and head is not None:  # a candidate head file instead of the registry's
+        if head is not None:  # a candidate head file instead of the registry's (the offset scan uses it too)
             from models.lr_asd_sync import load_head
 
-            ops[signal].sync_head = ops[signal].offset_head = load_head(ops[signal].scorer.net, head)
+            ops[signal].offset_head = load_head(ops[signal].scorer.net, head)
+            if signal == "head":
+                ops[signal].sync_head = ops[signal].offset_head
     face = lambda n: tm.load_face(media, model_dir, n)  # noqa: E731
     cases = [(f"both talk {a}|{b}", lambda a=a, b=b: tm.both_talk(tmp, model_dir, face(a), face(b)))
              for i, a in enumerate(HELD_OUT) for b in HELD_OUT[i + 1:]]
@@ -135,6 +139,7 @@ def main(argv=None) -> int:
     ap.add_argument("--smooth", type=int, default=1, help="moving average (frames) before scoring, as the decision smooths")
     ap.add_argument("--composites", action="store_true", help="also run the issue 9 / issue 5 composites before/after")
     ap.add_argument("--sync-phases", type=int, default=None, help="with --composites: conversation.sync_phases")
+    ap.add_argument("--sync-min", type=float, default=None, help="with --composites and --head: the candidate head's sync_min (its calibration.json)")
     ap.add_argument("--offset-calibration", default=None, metavar="LOPO_DIR",
                     help="only: offset gains of both-talk composites of the training people with the leave-one-out heads in LOPO_DIR")
     ap.add_argument("--no-auc", action="store_true", help="skip the per-frame AUC part")
@@ -160,7 +165,7 @@ def main(argv=None) -> int:
 
         with tempfile.TemporaryDirectory() as tmp:
             rows = composites(Path(tmp), None if a.head is None else head, ("head",) if a.head_only else ("head", "av_minus_visual"),
-                              a.sync_phases)
+                              a.sync_phases, a.sync_min)
         print(f"{'case':40s} {'decision':16s} speak_acc off_sync_kept_off listen_recall idle_share offset_rejects cpu_s")
         fmt = lambda v: "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
         for r in rows:

@@ -18,6 +18,11 @@ scale, contrast/brightness, mirror) with one of these audio tracks, and per-fram
 * ``other``: another training person's voice -> 0;
 * ``still``: its quiet frame repeated while its own voice plays -> 0 (a listener).
 
+``--own-jitter N`` takes the ``own`` audio up to N frames early or late (tolerance of small native
+offsets; default 0). ``--people`` may add a second clip of a training person; list it in
+``SAME_PERSON`` so that ``--calibrate`` leaves both clips out together (docs/CONVERSATION.md, "Sync",
+measured both options: neither is in the shipped recipe).
+
 Audio is augmented with gain, white noise and music (``audio/music_only.wav``) at random SNR. The
 official encoders stay frozen; the back end starts from the official pretrain_AVA weights and is trained
 with binary cross-entropy (Adam). Everything is seeded: the same inputs give the same file.
@@ -35,6 +40,8 @@ import numpy as np
 import torch
 
 TRAIN_PEOPLE = ("talking_face_1", "talking_face_2", "talking_hdtf_aoc", "interview_two_people:split")
+# clips that show the same person as another clip: a leave-one-person-out run leaves them out together
+SAME_PERSON = {"talking_face_3": "talking_hdtf_aoc"}
 FPS = 25
 SR = 16000
 SPF = SR // FPS
@@ -210,7 +217,28 @@ def build_bank(people: list[Person], net, augs: int, seed: int) -> list[tuple[in
     return bank
 
 
-def make_batch(people, bank, net, rng, music, batch: int):
+def sample_audio(kind: str, people: list[Person], pi: int, s: int, rng: np.random.Generator,
+                 own_jitter: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The audio window and per-frame targets of one sample of `kind` for person `pi`'s frames s..s+WIN."""
+    p = people[pi]
+    if kind in ("own", "still"):
+        # own voice: up to `own_jitter` frames early or late still counts as in sync (the small native
+        # offsets of web video); the shifted negatives start at 8 frames
+        j = int(rng.integers(-own_jitter, own_jitter + 1)) if own_jitter and kind == "own" else 0
+        a = window_audio(p.audio, s + j, rng)
+        target = p.speech[s:s + WIN].astype(np.float32) if kind == "own" else np.zeros(WIN, np.float32)
+    elif kind == "shifted":
+        sh = int(rng.integers(8, 40)) * (1 if rng.random() < 0.5 else -1)
+        a = window_audio(p.audio, s + sh, rng)
+        target = np.zeros(WIN, np.float32)
+    else:
+        q = people[(pi + int(rng.integers(1, len(people)))) % len(people)] if len(people) > 1 else p
+        a = window_audio(q.audio, int(rng.integers(0, max(1, len(q.frames) - WIN))), rng)
+        target = np.zeros(WIN, np.float32)
+    return a, target
+
+
+def make_batch(people, bank, net, rng, music, batch: int, own_jitter: int = 0):
     from models.lr_asd import mfcc
 
     ev, mf, tg, kinds = [], [], [], []
@@ -224,17 +252,7 @@ def make_batch(people, bank, net, rng, music, batch: int):
         t = len(p.frames)
         s = int(rng.integers(0, max(1, t - WIN)))
         v = emb[s:s + WIN]
-        if kind in ("own", "still"):
-            a = window_audio(p.audio, s, rng)
-            target = p.speech[s:s + WIN].astype(np.float32) if kind == "own" else np.zeros(WIN, np.float32)
-        elif kind == "shifted":
-            sh = int(rng.integers(8, 40)) * (1 if rng.random() < 0.5 else -1)
-            a = window_audio(p.audio, s + sh, rng)
-            target = np.zeros(WIN, np.float32)
-        else:
-            q = people[(pi + int(rng.integers(1, len(people)))) % len(people)] if len(people) > 1 else p
-            a = window_audio(q.audio, int(rng.integers(0, max(1, len(q.frames) - WIN))), rng)
-            target = np.zeros(WIN, np.float32)
+        a, target = sample_audio(kind, people, pi, s, rng, own_jitter)
         f = mfcc(mix_audio(a, rng, music))[: 4 * WIN]
         f = np.pad(f, ((0, 4 * WIN - len(f)), (0, 0)), mode="edge")
         ev.append(np.pad(v, ((0, WIN - len(v)), (0, 0)), mode="edge"))
@@ -245,7 +263,7 @@ def make_batch(people, bank, net, rng, music, batch: int):
 
 
 def train(media: Path, model_dir, out: Path, steps: int = 1500, augs: int = 12, batch: int = 16, lr: float = 3e-4,
-          seed: int = 0, people: tuple[str, ...] = TRAIN_PEOPLE, log_every: int = 100) -> dict:
+          seed: int = 0, people: tuple[str, ...] = TRAIN_PEOPLE, log_every: int = 100, own_jitter: int = 0) -> dict:
     from models.lr_asd import CHECKPOINTS, load_lr_asd
     from models.lr_asd_sync import SyncHead, save_head
     from models.registry import resolve
@@ -268,7 +286,7 @@ def train(media: Path, model_dir, out: Path, steps: int = 1500, augs: int = 12, 
     lossf = torch.nn.BCEWithLogitsLoss()
     hist = []
     for step in range(steps):
-        ev, mf, tg, _ = make_batch(ppl, bank, net, rng, music, batch)
+        ev, mf, tg, _ = make_batch(ppl, bank, net, rng, music, batch, own_jitter)
         with torch.no_grad():
             ea = net.model.embed_audio(mf)
         logit = head(ea, ev)
@@ -280,7 +298,7 @@ def train(media: Path, model_dir, out: Path, steps: int = 1500, augs: int = 12, 
         if log_every and (step % log_every == 0 or step == steps - 1):
             print(f"step {step} loss {np.mean(hist[-log_every:]):.4f}", flush=True)
     head.eval()
-    meta = {"steps": steps, "augs": augs, "batch": batch, "lr": lr, "seed": seed, "win": WIN}
+    meta = {"steps": steps, "augs": augs, "batch": batch, "lr": lr, "seed": seed, "win": WIN, "own_jitter": own_jitter}
     save_head(head, out, meta)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     card = {"file": out.name, "sha256": digest, "base_checkpoint": base.name, "base_sha256": base.digest,
@@ -289,7 +307,8 @@ def train(media: Path, model_dir, out: Path, steps: int = 1500, augs: int = 12, 
             "augment": "box scale/shift/jitter, crop scale 0.5-0.7, contrast/brightness, mirror; audio gain, noise, music",
             **meta, "loss_first_100": float(np.mean(hist[:100])), "loss_last_100": float(np.mean(hist[-100:])),
             "data_s": round(t_data, 1), "train_s": round(time.time() - t0 - t_data, 1),
-            "command": f"python -m models.lr_asd_sync_train --steps {steps} --augs {augs} --batch {batch} --lr {lr} --seed {seed}"}
+            "command": f"python -m models.lr_asd_sync_train --steps {steps} --augs {augs} --batch {batch} --lr {lr} --seed {seed} "
+                       f"--own-jitter {own_jitter} --people {' '.join(people)}"}
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -381,18 +400,19 @@ def balanced_threshold(pos: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
 
 
 def calibrate(media: Path, model_dir, workdir: Path, steps: int, augs: int, batch: int, lr: float, seed: int,
-              people: tuple[str, ...] = TRAIN_PEOPLE, smooth: int = 5, reuse: bool = False) -> dict:
+              people: tuple[str, ...] = TRAIN_PEOPLE, smooth: int = 5, reuse: bool = False, own_jitter: int = 0) -> dict:
     """Leave-one-person-out over the training people: train on the others with the same recipe, measure
     the left-out face (own voice, own voice delayed 0.5 s, the other training voices). The decision
     thresholds of the conversation stage (sync_min) are chosen here, on faces the head did not see,
     never on the people the tests measure."""
     own, neg, per = [], [], {}
-    singles = tuple(p for p in people if not p.endswith(":split"))  # split-screen clips only train (pseudo-labels)
+    # split-screen clips only train (pseudo-labels); a second clip of the same person only trains
+    singles = tuple(p for p in people if not p.endswith(":split") and p not in SAME_PERSON)
     for p in singles:
-        rest = tuple(q for q in people if q != p)
+        rest = tuple(q for q in people if q != p and SAME_PERSON.get(q) != p)
         path = workdir / f"lopo_{p}.pt"
         if not (reuse and path.exists()):
-            train(media, model_dir, path, steps, augs, batch, lr, seed, rest, log_every=0)
+            train(media, model_dir, path, steps, augs, batch, lr, seed, rest, log_every=0, own_jitter=own_jitter)
         r = evaluate((p,), path, model_dir, media, voices=singles, smooth=smooth)["head"]
         v = r["values"]
         own.append(v["own"])
@@ -459,6 +479,7 @@ def main(argv=None) -> int:
                     help="leave-one-person-out calibration of the decision threshold; writes DIR/calibration.json")
     ap.add_argument("--lags-only", action="store_true", help="with --calibrate: only redo the offset-scan part from DIR's heads")
     ap.add_argument("--reuse", action="store_true", help="with --calibrate: reuse DIR's leave-one-out heads when present")
+    ap.add_argument("--own-jitter", type=int, default=0, help="own-voice positives taken up to this many frames early or late")
     ap.add_argument("--smooth", type=int, default=5, help="with --calibrate: smoothing (frames) of the evidence, as conversation.sync_smooth_frames")
     a = ap.parse_args(argv)
     from pipeline.config import REPO_ROOT
@@ -469,15 +490,16 @@ def main(argv=None) -> int:
         Path(a.calibrate).mkdir(parents=True, exist_ok=True)
         if a.lags_only:
             cal = json.loads((Path(a.calibrate) / "calibration.json").read_text())
-            cal["offset_scan"] = lag_calibration(media, a.model_dir, Path(a.calibrate), tuple(p for p in a.people if not p.endswith(":split")))
+            cal["offset_scan"] = lag_calibration(media, a.model_dir, Path(a.calibrate),
+                                                 tuple(p for p in a.people if not p.endswith(":split") and p not in SAME_PERSON))
             (Path(a.calibrate) / "calibration.json").write_text(json.dumps(cal, indent=2) + "\n")
             print(json.dumps(cal, indent=2))
             return 0
         cal = calibrate(media, a.model_dir, Path(a.calibrate), a.steps, a.augs, a.batch, a.lr, a.seed, tuple(a.people),
-                        smooth=a.smooth, reuse=a.reuse)
+                        smooth=a.smooth, reuse=a.reuse, own_jitter=a.own_jitter)
         print(json.dumps(cal, indent=2))
         return 0
-    card = train(media, a.model_dir, out, a.steps, a.augs, a.batch, a.lr, a.seed, tuple(a.people))
+    card = train(media, a.model_dir, out, a.steps, a.augs, a.batch, a.lr, a.seed, tuple(a.people), own_jitter=a.own_jitter)
     print(json.dumps(card, indent=2))
     return 0
 

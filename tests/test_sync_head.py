@@ -97,3 +97,35 @@ def test_training_recipe_runs_and_is_seeded(tmp_path, media_dir, model_dir):
     card = json.loads((tmp_path / "a.json").read_text())
     assert card["train_people"] == ["talking_face_2"] and np.isfinite(card["loss_last_100"])
     load_head(LRASD(), tmp_path / "a.pt")
+
+
+def test_training_samples_by_construction():
+    """Own voice (optionally jittered by a few frames) keeps the speech targets; shifted, other-voice and
+    still samples are negatives, the shifted ones at least 8 frames away (beyond any own-voice jitter)."""
+    from models.lr_asd_sync_train import SPF, WIN, Person, sample_audio
+
+    t = 200
+    audio = np.repeat(np.arange(t, dtype=np.float32), SPF)  # each frame's samples hold the frame index
+    speech = np.zeros(t, bool)
+    speech[60:140] = True
+    frames = np.zeros((t, 4, 4, 3), np.uint8)
+    boxes = np.zeros((t, 4))
+    people = [Person("a", frames, audio, speech, boxes, 0), Person("b", frames, audio + 1000, speech, boxes, 0)]
+    rng = np.random.default_rng(0)
+    s = 70
+    lags = set()
+    for _ in range(60):
+        a, tg = sample_audio("own", people, 0, s, rng, own_jitter=2)
+        assert len(a) == WIN * SPF and np.array_equal(tg, speech[s:s + WIN].astype(np.float32))
+        lags.add(int(a[0]) - s)
+    assert lags == {-2, -1, 0, 1, 2}
+    a, _ = sample_audio("own", people, 0, s, rng)
+    assert int(a[0]) == s
+    for _ in range(30):
+        a, tg = sample_audio("shifted", people, 0, s, rng, own_jitter=2)
+        lag = int(a[len(a) // 2]) - (s + WIN // 2)
+        assert 8 <= abs(lag) < 40 and not tg.any()
+        a, tg = sample_audio("other", people, 0, s, rng)
+        assert a.max() >= 1000 and not tg.any()
+        a, tg = sample_audio("still", people, 0, s, rng, own_jitter=2)
+        assert int(a[0]) == s and not tg.any()
