@@ -99,7 +99,7 @@ def offset_calibration(tmp: Path, lopo_dir: Path, shifts=(0.0, 0.3, 0.5)) -> dic
     import sys
 
     from models.lr_asd_sync import load_head
-    from models.lr_asd_sync_train import TRAIN_PEOPLE
+    from models.lr_asd_sync_train import TRAIN_PEOPLE, single_talkers
     from models.registry import default_model_dir
     from operators.asd import ConversationOperator
     from operators.base import Deadline
@@ -115,12 +115,13 @@ def offset_calibration(tmp: Path, lopo_dir: Path, shifts=(0.0, 0.3, 0.5)) -> dic
     s.conversation.max_av_offset_s = 1e9  # measure only: never reject here
     op = ConversationOperator(s)
     op.setup()
-    singles = [p for p in TRAIN_PEOPLE if not p.endswith(":split")]
+    singles = single_talkers(TRAIN_PEOPLE)
+    faces = {p: tm.load_face(media, model_dir, p) for p in singles}  # decoded and landmarked once
     rows = {}
     for i, a in enumerate(singles):
         for b in singles[i + 1:]:
             for sh in shifts:
-                comp = tm.both_talk(tmp, model_dir, tm.load_face(media, model_dir, a), tm.load_face(media, model_dir, b), shift_s=sh)
+                comp = tm.both_talk(tmp, model_dir, faces[a], faces[b], shift_s=sh)
                 for unseen in (a, b):
                     op.sync_head = op.offset_head = load_head(op.scorer.net, lopo_dir / f"lopo_{unseen}.pt")
                     op.process(tm.make_task(comp), Deadline(None))

@@ -42,6 +42,13 @@ import torch
 TRAIN_PEOPLE = ("talking_face_1", "talking_face_2", "talking_hdtf_aoc", "interview_two_people:split")
 # clips that show the same person as another clip: a leave-one-person-out run leaves them out together
 SAME_PERSON = {"talking_face_3": "talking_hdtf_aoc"}
+
+
+def single_talkers(people) -> tuple[str, ...]:
+    """The people a leave-one-person-out run leaves out and measures: not the split-screen clips (they only
+    train: pseudo-labels) and not a second clip of a person (SAME_PERSON: left out with that person)."""
+    return tuple(p for p in people if not p.endswith(":split") and p not in SAME_PERSON)
+
 FPS = 25
 SR = 16000
 SPF = SR // FPS
@@ -406,8 +413,7 @@ def calibrate(media: Path, model_dir, workdir: Path, steps: int, augs: int, batc
     thresholds of the conversation stage (sync_min) are chosen here, on faces the head did not see,
     never on the people the tests measure."""
     own, neg, per = [], [], {}
-    # split-screen clips only train (pseudo-labels); a second clip of the same person only trains
-    singles = tuple(p for p in people if not p.endswith(":split") and p not in SAME_PERSON)
+    singles = single_talkers(people)
     for p in singles:
         rest = tuple(q for q in people if q != p and SAME_PERSON.get(q) != p)
         path = workdir / f"lopo_{p}.pt"
@@ -490,8 +496,7 @@ def main(argv=None) -> int:
         Path(a.calibrate).mkdir(parents=True, exist_ok=True)
         if a.lags_only:
             cal = json.loads((Path(a.calibrate) / "calibration.json").read_text())
-            cal["offset_scan"] = lag_calibration(media, a.model_dir, Path(a.calibrate),
-                                                 tuple(p for p in a.people if not p.endswith(":split") and p not in SAME_PERSON))
+            cal["offset_scan"] = lag_calibration(media, a.model_dir, Path(a.calibrate), single_talkers(a.people))
             (Path(a.calibrate) / "calibration.json").write_text(json.dumps(cal, indent=2) + "\n")
             print(json.dumps(cal, indent=2))
             return 0
