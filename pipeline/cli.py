@@ -28,6 +28,10 @@ def _cmd_run(args) -> int:
     print(f"run {summary['run_id']}: {summary['inputs']} inputs, {summary['processed']} processed, "
           f"{summary['skipped_already_done']} already done, {summary['rejected_videos']} rejected "
           f"in {summary['timings_s']['wall']:.1f} s -> {args.output}")
+    skipped = (summary.get("input_files") or {}).get("skipped") or {}
+    if skipped:
+        print(f"{sum(skipped.values())} input files skipped (not run): "
+              + ", ".join(f"{n} {reason}" for reason, n in skipped.items()) + " (summary.json input_files)")
     print(format_funnel(summary["funnel"]))
     return 0
 

@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 
 from pipeline import report_plots as plots
 from pipeline.config import Settings
+from pipeline.inputs import real_uri
 from pipeline.report_data import RunReader, finite, hours, map_columns, map_entries, summary, value_counts, word_counts
 from pipeline.store import OutputStore
 
@@ -168,7 +169,7 @@ class ReportBuilder:
         page = self._page(sections)
         html_path = os.path.join(out_dir, "index.html")
         json_path = os.path.join(out_dir, "report.json")
-        with open(html_path + ".tmp", "w", encoding="utf-8") as fh:
+        with open(html_path + ".tmp", "w", encoding="utf-8", errors="backslashreplace") as fh:
             fh.write(page)
         os.replace(html_path + ".tmp", html_path)
         with open(json_path, "w", encoding="utf-8") as fh:
@@ -206,6 +207,8 @@ class ReportBuilder:
             out.append("<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows))
             for k in ("inputs", "processed", "skipped_already_done", "rejected_videos"):
                 out.append(f"<tr><th>{_e(k.replace('_', ' '))}</th>{self.num.td('run.' + k, s.get(k))}</tr>")
+            for reason, n in ((s.get("input_files") or {}).get("skipped") or {}).items():
+                out.append(f"<tr><th>input files skipped: {_e(reason)}</th>{self.num.td('run.input_files.skipped.' + reason, n)}</tr>")
             t = s.get("timings_s") or {}
             out.append(f"<tr><th>wall seconds</th>{self.num.td('run.wall_s', t.get('wall'))}</tr></table>")
         # timings per stage: summary (sum over videos) + per-video distribution from the markers
@@ -522,7 +525,7 @@ class ReportBuilder:
             if not uri:
                 return None, "no source uri"
             try:
-                frames = source_frames(uri, start, end, self.cfg.gallery_frames, self.cfg.thumb_height_px,
+                frames = source_frames(real_uri(uri), start, end, self.cfg.gallery_frames, self.cfg.thumb_height_px,
                                        self.thumb_timeout, crop_box=crop_box,
                                        src_wh=(video.get("width"), video.get("height")) if video else None,
                                        rotation_deg=(video or {}).get("rotation_deg") or 0)

@@ -16,7 +16,7 @@ from typing import Any
 
 from operators.base import CODE_VERSION, VideoTask, run_operator
 from pipeline.config import Settings, settings_from_json
-from pipeline.inputs import expand_inputs
+from pipeline.inputs import collect_inputs, text_uri
 from pipeline.stages import build_operators
 from pipeline.store import OutputStore
 import pipeline.identity_index  # noqa: F401,E402  (registers the global identity index post-run pass)
@@ -101,7 +101,7 @@ class _StageActor:
                     task.status = "skipped"
             out_tasks.append(task)
         return pa.table({
-            "uri": [t.uri for t in out_tasks],
+            "uri": [text_uri(t.uri) for t in out_tasks],
             "video_id": [t.video_id for t in out_tasks],
             "task": [pickle.dumps(t, protocol=pickle.HIGHEST_PROTOCOL) for t in out_tasks],
         })
@@ -169,7 +169,8 @@ def run_ray(uris: list[str], settings: Settings, out_uri: str, address: str | No
         groups = stage_groups(ops, settings, cluster_cpus)
         cpus = _stage_cpus(groups, ops, settings, cluster_cpus)
         sjson = settings.to_json()
-        ds = ray.data.from_items([{"uri": u, "video_id": "", "task": b""} for u in uris],
+        # the real uri travels inside the pickled task; Arrow columns hold UTF-8 text only
+        ds = ray.data.from_items([{"uri": text_uri(u), "video_id": "", "task": pickle.dumps(VideoTask(uri=u))} for u in uris],
                                  override_num_blocks=max(1, min(len(uris), 1000)))
         for k, (group, c) in enumerate(zip(groups, cpus)):
             gpus = max(ops[i].resources.num_gpus for i in group)
@@ -196,7 +197,7 @@ def run(inputs: list[str], out_uri: str, settings: Settings, address: str | None
     cpu0 = time.process_time()
     if settings.models.dir is None:
         settings.models.dir = str(settings.models.resolved_dir())  # workers get an explicit path
-    uris = expand_inputs(inputs, settings.input.extensions)
+    uris, input_files = collect_inputs(inputs, settings.input.extensions)
     store = OutputStore(out_uri, settings.output.compression, settings.output.row_group_rows)
     store.ensure_layout()
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
@@ -221,6 +222,7 @@ def run(inputs: list[str], out_uri: str, settings: Settings, address: str | None
         "code_version": CODE_VERSION,
         "schema_version": __import__("schemas").SCHEMA_VERSION,
         "inputs": len(uris),
+        "input_files": input_files,
         "processed": sum(1 for r in receipts if r["status"] != "skipped"),
         "skipped_already_done": sum(1 for r in receipts if r["status"] == "skipped"),
         "rejected_videos": sum(1 for r in receipts if r["status"] == "rejected"),

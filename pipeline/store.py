@@ -24,6 +24,7 @@ import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from pipeline.inputs import text_uri
 from schemas import TABLES, to_table, validate
 
 TABLE_NAMES = ("videos", "shots", "clips", "rejects")
@@ -35,6 +36,19 @@ def _fs_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
         return pafs.FileSystem.from_uri(uri)
     path = uri[len("file://"):] if uri.startswith("file://") else uri
     return pafs.LocalFileSystem(), os.path.abspath(path)
+
+
+def utf8_safe(value: Any) -> Any:
+    """A row value with every string made valid UTF-8 (a non-UTF-8 file name in a uri or a message shows its
+    bytes as ``\\xNN``): Parquet cannot hold anything else. Other values are returned as they are."""
+    if isinstance(value, str):
+        return text_uri(value)
+    if isinstance(value, dict):
+        return {utf8_safe(k): utf8_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (str, dict, list, tuple)) for v in value):
+        out = [utf8_safe(v) for v in value]
+        return tuple(out) if isinstance(value, tuple) else out
+    return value
 
 
 class OutputStore:
@@ -104,7 +118,7 @@ class OutputStore:
         counts = {}
         prev = self.marker(video_id) or {}
         for name in TABLE_NAMES:
-            table = validate(name, to_table(name, rows.get(name, [])))
+            table = validate(name, to_table(name, [utf8_safe(r) for r in rows.get(name, [])]))
             counts[name] = table.num_rows
             final = self.path(name, f"part-{video_id}.parquet")
             if table.num_rows:
