@@ -13,15 +13,20 @@ starting at the shot's ``start_s``). For each clip:
 4. Silero VAD on the vocals -> ``speech_prob``.
 
 Then all clips of a shot are put on one time grid and decided together (operators/states.py): at each
-moment only people whose mouths follow the audio may speak. Shots whose audio is globally offset beyond
-``conversation.max_av_offset_s`` lose their clips (reject reason ``av_offset``). Clips whose media
+moment only people whose mouths follow the audio may speak. Offsets (issue 21, ``offset_rule`` in
+operators/states.py): a shot's pooled offset scan with a confident peak (``offset_min_gain``) of at most
+``conversation.max_offset_frames`` is corrected when one of its people speaks: the decision is made again
+on the audio shifted by the offset (visual embeddings reused) and ``av_shift_s`` tells the audio stage to
+shift speak/listen audio and words; a larger confident offset rejects the speaking clips (``av_offset``);
+listening and idle clips are never rejected for offset. Clips whose media
 cannot be read are dropped with the media error's reason; clips without media (no people stage) are
 left as they are; missing weights reject the video with ``model_missing``. See docs/CONVERSATION.md.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -99,6 +104,29 @@ class ClipAnalysis:
     lag_curve: np.ndarray  # [L] mean score per lag over the frames where the mouth moves during speech
     lag_weight: float      # number of frames that went into lag_curve
     lag_scores: np.ndarray | None = None  # [L, n] per-lag logits (offset windows)
+    # shift k (frames, positive: audio taken k frames later) -> (speak, sync) re-scored on the cached visual
+    # embeddings; holds the clip's face crops and embeddings, so it is released after the shot's decision
+    rescore: Callable[[int], tuple[np.ndarray, np.ndarray]] | None = None
+    speech_at: Callable[[int], np.ndarray] | None = None  # shift k -> [n] VAD probabilities read k frames later
+    shifted: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)  # memo of at_shift
+
+    def at_shift(self, k: int, speech: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(speak, sync, speech) with the audio shifted by k frames (k = 0: as analysed)."""
+        k = int(k)
+        if k == 0:
+            return self.speak, self.sync, np.asarray(speech, np.float32)
+        if k not in self.shifted:
+            sp = self.speech_at(k) if self.speech_at is not None else np.asarray(speech, np.float32)
+            if self.rescore is None:  # only after release (a re-decision with other offset settings)
+                log.warning("clip analysis released: shift %+d frames decided on the unshifted ASD scores", k)
+                self.shifted[k] = (self.speak, self.sync, sp)
+            else:
+                self.shifted[k] = (*self.rescore(k), sp)
+        return self.shifted[k]
+
+    def release(self) -> None:
+        """Drop the face crops and embeddings (memoised shifts stay)."""
+        self.rescore = None
 
 
 class ConversationOperator(Operator):
@@ -214,7 +242,20 @@ class ConversationOperator(Operator):
             curve = lag_scores[:, sel].mean(axis=1)
         else:
             curve = np.full(len(lags), np.nan)
-        return ClipAnalysis(n, s0, visual, sync, mo, motion, curve, float(sel.sum()), lag_scores)
+
+        def rescore(k: int) -> tuple[np.ndarray, np.ndarray]:
+            """speak and sync evidence with the audio shifted by k frames (the offset correction)."""
+            sp = _extend(self.scorer.score_cached(cache, feats, int(k)), n)
+            sp[~have_face] = np.nan
+            if self.sync_head is not None:
+                sy = _extend(sync_scores(self.sync_head, self.scorer.net, cache, feats, int(k), windows=cfg.sync_windows_s,
+                                         phases=cfg.sync_phases), n)
+            else:
+                sy = sp - visual
+            sy[~have_face] = np.nan
+            return sp, sy
+
+        return ClipAnalysis(n, s0, visual, sync, mo, motion, curve, float(sel.sum()), lag_scores, rescore=rescore)
 
     def offset_of(self, curve: np.ndarray) -> tuple[float, float]:
         """(offset_s, gain): the lag where the curve peaks, corrected by the checkpoint's bias, and how much
@@ -253,7 +294,7 @@ class ConversationOperator(Operator):
         by_shot: dict[int, list[dict]] = {}
         for c in with_media:
             by_shot.setdefault(int(c.get("shot_index", -1)), []).append(c)
-        counts = {"clips": 0, "dropped": 0, "offset_rejected": 0}
+        counts = {"clips": 0, "dropped": 0, "offset_rejected": 0, "offset_corrected": 0}
         # per shot (clip, analysis, speech) of the last task: lets tests and benchmarks re-decide without models
         self.last_analyses: dict[int, list[tuple[dict, ClipAnalysis, np.ndarray]]] = {}
         for shot_index, clips in sorted(by_shot.items()):
@@ -279,12 +320,14 @@ class ConversationOperator(Operator):
                     if shot_audio is not None:
                         a0 = max(0, int(round(off * SR)))
                         audio = fit(shot_audio[a0:], int(round(n / 25.0 * SR)))
-                        speech = vad_to_frames(shot_probs, n, 25.0, off)
+                        probs, p0 = shot_probs, off
                     else:
                         audio = fit(read_clip_audio(c, SR, timeout_s=timeout), int(round(n / 25.0 * SR)))
-                        speech = vad_to_frames(self.vad.speech_probabilities(audio), n, 25.0)
+                        probs, p0 = self.vad.speech_probabilities(audio), 0.0
+                    speech = vad_to_frames(probs, n, 25.0, p0)
                     boxes = clip_face_boxes(c, n)
                     res = self.analyse(frames, audio, boxes, speech)
+                    res.speech_at = lambda k, probs=probs, n=n, p0=p0: vad_to_frames(probs, n, 25.0, p0 + k / 25.0)
                 except MediaError as exc:
                     task.drop_clip(c, STAGE, exc.reason, str(exc))
                     counts["dropped"] += 1
@@ -293,6 +336,8 @@ class ConversationOperator(Operator):
             if results:
                 self.last_analyses[shot_index] = results
                 self._decide_shot(task, results, counts)
+                for _, r, _ in results:
+                    r.release()
         extra = {"sync_head_sha256": self.sync_model.digest} if self.sync_model is not None else {}
         names = f"{self.asd_model.name}{'+lr-asd-sync' if self.sync_model is not None else ''}+mediapipe-face-landmarker+silero-vad"
         task.record_provenance("conversation", STAGE, names, self.asd_model.digest,
@@ -301,32 +346,54 @@ class ConversationOperator(Operator):
         task.scratch["conversation_counts"] = counts
         return task
 
-    def _decide_shot(self, task: VideoTask, results: list[tuple[dict, ClipAnalysis, np.ndarray]], counts: dict) -> None:
-        cfg = self.settings.conversation
+    def _states(self, results: list[tuple[dict, ClipAnalysis, np.ndarray]], k: int
+                ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+        """Per clip state codes of one shot decided with its audio shifted by k frames, and the (speak,
+        sync, speech) signals they were decided on."""
         fps = 25.0
         t0 = min(float(c["start_s"]) for c, _, _ in results)
         starts = [int(round((float(c["start_s"]) - t0) * fps)) for c, _, _ in results]
         T = max(s + r.n for s, (_, r, _) in zip(starts, results))
+        sigs = [r.at_shift(k, sp) for _, r, sp in results]
         speech_grid = np.full((len(results), T), np.nan)
         people = []
-        for i, (s, (c, r, sp)) in enumerate(zip(starts, results)):
+        for i, (s, (_, r, _), (speak, sync, sp)) in enumerate(zip(starts, results, sigs)):
             speech_grid[i, s:s + r.n] = sp
             g = lambda x: _place(x, s, T)  # noqa: E731
-            people.append(st.PersonSignals(g(r.speak), g(r.motion), g(r.sync)))
+            people.append(st.PersonSignals(g(speak), g(r.motion), g(sync)))
         speech = np.nan_to_num(np.nanmax(np.where(np.isfinite(speech_grid), speech_grid, -1.0), axis=0), nan=0.0).clip(0, 1)
         # clips of different tracks that do not overlap in time still share the grid; a person absent at a
         # time has NaN speak there and is simply not a candidate
         codes = st.decide_states(people, speech, self.params())
+        return [code[s:s + r.n] for s, (_, r, _), code in zip(starts, results, codes)], sigs
+
+    def _decide_shot(self, task: VideoTask, results: list[tuple[dict, ClipAnalysis, np.ndarray]], counts: dict) -> None:
+        cfg = self.settings.conversation
+        fps = 25.0
+        min_gain = cfg.offset_param("offset_min_gain")
         shot_off, shot_gain = self.shot_offset(results)
-        offset_bad = (np.isfinite(shot_off) and abs(shot_off) > cfg.max_av_offset_s and shot_gain >= cfg.offset_param("offset_min_gain"))
-        for (c, r, sp), s, code in zip(results, starts, codes):
-            cc = code[s:s + r.n]
+        codes0, sigs0 = self._states(results, 0)
+        # the offset rule (states.offset_rule): who speaks is asked of the audio as heard and of the audio
+        # shifted by the shot's confident offset (a talker whose audio is late may be out of sync as heard)
+        k = int(round(shot_off * fps)) if np.isfinite(shot_off) and shot_gain >= min_gain else 0
+        codes_k, sigs_k = self._states(results, k) if k else (codes0, sigs0)
+        share = cfg.offset_min_speak_share
+        actions = [st.offset_rule(shot_off, shot_gain, st.speaks(a, share) or st.speaks(b, share), min_gain,
+                                  cfg.max_offset_s() * fps, fps) for a, b in zip(codes0, codes_k)]
+        corrected = any(a == st.OFFSET_CORRECT for a, _ in actions)
+        # one audio track per shot: when a speaker's offset is corrected, the whole shot's audio is shifted
+        # (listeners included, so that their listen audio lines up with the speaker's speak frames)
+        codes, sigs, shift = (codes_k, sigs_k, k / fps) if corrected else (codes0, sigs0, 0.0)
+        if corrected:
+            log.info("%s shot %s: audio offset %+.2f s (gain %.2f) corrected", task.video_id,
+                     results[0][0].get("shot_index"), shot_off, shot_gain)
+        for (c, r, _), cc, (speak, sync, sp), (action, _) in zip(results, codes, sigs, actions):
             off, gain = self.offset_of(r.lag_curve)
             moving_speech = (np.asarray(sp) > cfg.vad_threshold) & (np.nan_to_num(r.motion) > cfg.motion_threshold)
-            sync_vals = r.sync[moving_speech & np.isfinite(r.sync)]
+            sync_vals = sync[moving_speech & np.isfinite(sync)]
             c.update({
                 "frame_states": st.to_labels(cc),
-                "speak_scores": _list(r.speak),
+                "speak_scores": _list(speak),
                 "speech_prob": _list(sp),
                 "mouth_open": _list(r.mouth_open),
                 "segments": st.segments(cc, fps, float(c["start_s"])),
@@ -335,11 +402,15 @@ class ConversationOperator(Operator):
                 "sync_score": float(np.mean(sync_vals)) if len(sync_vals) else None,
                 "av_offset_s": off if np.isfinite(off) else None,
                 "av_offset_gain": gain if np.isfinite(off) else None,
+                "av_offset_confident": bool(np.isfinite(off) and gain >= min_gain),
+                "av_shift_s": float(shift),
             })
             counts["clips"] += 1
-            if offset_bad:
-                task.drop_clip(c, STAGE, "av_offset", f"audio offset {shot_off:+.2f} s in this shot (gain {shot_gain:.2f} logit; "
-                               f"limit {cfg.max_av_offset_s:.2f} s)")
+            if corrected:
+                counts["offset_corrected"] += 1
+            if action == st.OFFSET_REJECT:
+                task.drop_clip(c, STAGE, "av_offset", f"audio offset {shot_off:+.2f} s in this shot ({shot_off * fps:+.0f} frames, "
+                               f"gain {shot_gain:.2f}; a speaking clip; offsets up to {cfg.max_offset_s():.2f} s are corrected)")
                 counts["offset_rejected"] += 1
 
 

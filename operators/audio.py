@@ -25,6 +25,12 @@ Audio tracks (STAGE "audio", after the conversation stage): per shot, the vocals
   speaker; captions are filled later), clip-relative times;
 * ``audio_status``: ok | no_frame_states (conversation stage not run: no audio filled) | no_audio.
 
+Offsets (issue 21): a clip whose audio the conversation stage found ``av_shift_s`` late (positive) or early
+(negative) and corrected has its source window shifted by that much: speak/listen audio are cut from the
+vocals at [start_s + av_shift_s, end_s + av_shift_s) (zeros beyond the shot's audio) and word times are
+taken on that timeline, so sample 0 and time 0 are the clip's first video frame; the frame_states were
+decided on the same shifted audio.
+
 Reject reasons: shot audio that cannot be decoded drops the shot's clips with the decoder's reason
 (``audio_decode_error``, ``timeout``); a clip whose audio cannot be encoded is dropped ('encode_failed').
 """
@@ -155,6 +161,12 @@ def overlapping_others(clip: dict, clips: list[dict]) -> list[dict]:
     s, e = float(clip["start_s"]), float(clip["end_s"])
     return [o for o in clips if o is not clip and o.get("shot_index") == clip.get("shot_index")
             and o.get("track_id") != clip.get("track_id") and float(o["start_s"]) < e and float(o["end_s"]) > s]
+
+
+def clip_shift(clip: dict) -> float:
+    """Audio shift (s) the conversation stage applied to this clip (av_shift_s; positive: audio late)."""
+    v = clip.get("av_shift_s")
+    return float(v) if v is not None and np.isfinite(v) else 0.0
 
 
 # ----------------------------------------------------------------------------- separation stage
@@ -347,8 +359,8 @@ class AudioTracksOperator(Operator):
         """Words of the shot's clip span on the source timeline (None: no ASR)."""
         if self.asr is None:
             return None
-        a = max(0.0, min(float(c["start_s"]) for c in clips) - s0)
-        b = max(float(c["end_s"]) for c in clips) - s0
+        a = max(0.0, min(float(c["start_s"]) + clip_shift(c) for c in clips) - s0)
+        b = max(float(c["end_s"]) + clip_shift(c) for c in clips) - s0
         i0, i1 = int(round(a * SR)), min(len(voc), int(round(b * SR)))
         seg = voc[i0:i1]
         tr = self.asr.transcribe(seg, check=lambda: deadline.check("asr"))
@@ -364,6 +376,8 @@ class AudioTracksOperator(Operator):
                    timeout: float) -> str:
         cs, ce = float(c["start_s"]), float(c["end_s"])
         n = max(0, int(round((ce - cs) * SR)))
+        shift = clip_shift(c)  # the audio of this clip's video frames lies this much later in the source
+        cs, ce = cs + shift, ce + shift
         i0 = int(round((cs - s0) * SR))
         x = fit_length(voc[max(0, i0):], n) if i0 >= 0 else fit_length(np.concatenate([np.zeros(-i0, np.float32), voc]), n)
         c["audio_sample_rate"] = SR

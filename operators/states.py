@@ -239,3 +239,37 @@ def clip_class(codes: np.ndarray, dominant_share: float = 0.8) -> str:
         if sh[s] / usable >= dominant_share and sh[s] >= 0.5:
             return s
     return "mixed"
+
+
+# --------------------------------------------------------------------------------------------- offsets
+OFFSET_UNKNOWN, OFFSET_RECORDED, OFFSET_CORRECT, OFFSET_REJECT = "unknown", "recorded", "correct", "reject"
+
+
+def offset_rule(offset_s: float, gain: float, speaks: bool, min_gain: float, max_offset_frames: float,
+                fps: float = 25.0) -> tuple[str, float]:
+    """What to do with a measured audio-visual offset (issue 21; LatentSync's rule: keep |offset| <= 6
+    frames with confidence, shift the audio to offset 0). Returns (action, shift_s):
+
+    * ``unknown``: no offset estimate, or its gain (peak over lag zero) is below ``min_gain``: the offset
+      is not established; nothing is shifted, nothing rejected;
+    * ``recorded``: a confident offset, but the person does not speak: a listener's lips are not expected
+      to follow the voice, so it is only recorded (never a reject);
+    * ``correct``: the person speaks and the confident offset is at most ``max_offset_frames``: the audio
+      is to be shifted by ``shift_s`` (the offset rounded to whole frames; positive: audio late);
+    * ``reject``: the person speaks and the confident offset is larger (reject reason ``av_offset``).
+    """
+    if offset_s is None or not np.isfinite(offset_s) or gain is None or not np.isfinite(gain) or gain < min_gain:
+        return OFFSET_UNKNOWN, 0.0
+    if not speaks:
+        return OFFSET_RECORDED, 0.0
+    frames = float(offset_s) * fps
+    if abs(frames) <= max_offset_frames + 1e-6:
+        return OFFSET_CORRECT, round(frames) / fps
+    return OFFSET_REJECT, 0.0
+
+
+def speaks(codes: np.ndarray, min_share: float) -> bool:
+    """Whether a clip's person speaks for the offset rule: speak frames make at least min_share of the
+    clip (and at least one frame)."""
+    c = np.asarray(codes)
+    return bool(c.size and (c == I_SPEAK).any() and float(np.mean(c == I_SPEAK)) >= min_share)

@@ -177,7 +177,13 @@ class ConversationSettings(Section):
     offset_signal: Literal["head", "sync_signal"] = Field("head", description="Signal of the offset scan (av_offset rejects): 'head' = the sync head whatever sync_signal is (sharp lag curve; reject threshold calibrated on the training people, docs/CONVERSATION.md); 'sync_signal' = the same signal as the decision.")
     offset_bias_frames: float | None = Field(None, description="Lag (frames) at which the signal peaks on in-sync footage, subtracted from the estimate; null: the signal's default (head 0; av_minus_visual -1, measured for pretrain_AVA at crop 0.6 on the tuning faces).")
     offset_min_gain: float | None = Field(None, ge=0, description="A shot is rejected for offset only when its peak beats the zero lag by this much (signal units); null: the signal's default.")
-    max_av_offset_s: float = Field(0.2, ge=0, description="Clips whose audio is globally offset by more are rejected.")
+    max_offset_frames: int = Field(6, ge=0, description="Offset rule (issue 21, LatentSync's rule): a shot whose confident audio offset (gain >= offset_min_gain) is at most this many frames (25 fps) has its audio shifted to offset 0 (labels recomputed on the shifted audio, speak/listen audio and words re-timed, av_shift_s); a larger confident offset rejects the shot's speaking clips (av_offset). Listening and idle clips are never rejected for offset.")
+    offset_min_speak_share: float = Field(0.1, ge=0, le=1, description="A clip counts as speaking for the offset rule when speak frames make at least this share of it, on the audio as heard or shifted by the shot's offset.")
+    max_av_offset_s: float | None = Field(None, ge=0, description="Deprecated (before issue 21 the reject limit): when set, replaces max_offset_frames / 25 as the limit (s) between correcting and rejecting a speaking clip's offset.")
+
+    def max_offset_s(self) -> float:
+        """Largest offset (s) of a speaking clip that is corrected rather than rejected."""
+        return float(self.max_av_offset_s) if self.max_av_offset_s is not None else self.max_offset_frames / 25.0
 
     def offset_signal_name(self) -> str:
         return "head" if self.offset_signal == "head" else self.sync_signal
