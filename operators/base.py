@@ -115,6 +115,39 @@ class VideoTask:
         row.update({k: v for k, v in item.items() if v is not None})
         self.rejects.append(row)
 
+    def warn(self, code: str, message: str) -> None:
+        """Record a warning on the videos row ("code: message"); the video is still processed."""
+        text = f"{code}: {message}"[:500]
+        warnings = self.video.setdefault("warnings", [])
+        if text not in warnings:
+            warnings.append(text)
+
+    # ------------------------------------------------------------------ source media
+    def source(self):
+        """Context manager giving a local path of the media every stage reads: the normalised copy made
+        at probe time when the input's timestamps had to be regenerated, else the input itself (remote
+        inputs staged to a temporary file)."""
+        from operators.media import local_path
+
+        prepared = self.scratch.get("source_path")
+        if prepared:
+            import contextlib
+            import os
+
+            if os.path.exists(prepared):
+                return contextlib.nullcontext(prepared)
+        return local_path(self.uri)
+
+    def release_work_files(self) -> None:
+        """Remove this video's working files (called once its rows are written)."""
+        import os
+        import shutil
+
+        folder = self.scratch.pop("work_dir", None)
+        self.scratch.pop("source_path", None)
+        if folder and os.path.isdir(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+
     def kept_shots(self) -> list[dict[str, Any]]:
         return [s for s in self.shots if s.get("kept")]
 

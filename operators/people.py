@@ -39,7 +39,7 @@ from models.registry import MissingModelError
 from operators.base import Deadline, Operator, Resources, VideoTask
 from operators.clipmedia import encode_crop
 from operators.clips import clip_id, frame_time, plan_windows
-from operators.media import MediaError, ffmpeg_bin, local_path
+from operators.media import MediaError, ffmpeg_bin
 from operators.tracking import Person, Track, Tracker, link_faces_bodies
 
 STAGE = "people"
@@ -57,13 +57,28 @@ def detection_size(w: int, h: int, max_side: int) -> tuple[int, int, float]:
     return dw, dh, dw / w
 
 
+def active_region(shot: dict, src_w: int, src_h: int) -> tuple[int, int, int, int]:
+    """(x0, y0, w, h) of the shot's active picture (shots.active_box) on even pixels, inside the frame."""
+    box = shot.get("active_box")
+    if not box:
+        return 0, 0, src_w, src_h
+    x0 = max(0, int(math.ceil(float(box[0]) / 2)) * 2)
+    y0 = max(0, int(math.ceil(float(box[1]) / 2)) * 2)
+    x1 = min(src_w, int(math.floor(float(box[2]))))
+    y1 = min(src_h, int(math.floor(float(box[3]))))
+    w, h = max(2, (x1 - x0) // 2 * 2), max(2, (y1 - y0) // 2 * 2)
+    return x0, y0, w, h
+
+
 def iter_frames(path: str, start_s: float, duration_s: float, fps: float, out_w: int, out_h: int,
-                deadline: Deadline, timeout_s: float):
-    """Yield BGR uint8 frames of [start_s, start_s + duration_s) resampled to fps and scaled to
-    out_w x out_h, streamed from ffmpeg (seek semantics identical to clipmedia.encode_crop)."""
+                deadline: Deadline, timeout_s: float, region: tuple[int, int, int, int] | None = None):
+    """Yield BGR uint8 frames of [start_s, start_s + duration_s) resampled to fps, cropped to region
+    (x0, y0, w, h of the upright frame; None: whole frame) and scaled to out_w x out_h, streamed from
+    ffmpeg (seek semantics identical to clipmedia.encode_crop; ffmpeg applies the display rotation)."""
+    crop = f"crop={region[2]}:{region[3]}:{region[0]}:{region[1]}," if region else ""
     args = [ffmpeg_bin(), "-nostdin", "-hide_banner", "-v", "error", "-ss", f"{start_s:.6f}", "-i", path,
             "-t", f"{duration_s:.6f}", "-map", "0:v:0", "-an", "-vf",
-            f"fps={fps:.6f},scale={out_w}:{out_h}:flags=area", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
+            f"{crop}fps={fps:.6f},scale={out_w}:{out_h}:flags=area", "-f", "rawvideo", "-pix_fmt", "bgr24", "pipe:1"]
     n = out_w * out_h * 3
     import tempfile
     import time
@@ -95,15 +110,19 @@ def iter_frames(path: str, start_s: float, duration_s: float, fps: float, out_w:
                 proc.stdout.close()
 
 
-def seek_offset_s(path: str, video_start_s: float) -> float:
+def seek_offset_s(path: str, video_start_s: float = 0.0) -> float:
     """What to add to a time on the video-stream timeline (0 = first video frame, as shots/clips rows
     use) to get ffmpeg's input ``-ss`` position, which counts from the container's start time: the
-    video stream's start minus the container's (0.84 s on stage_performer_audience_music.mp4)."""
+    video stream's start minus the container's (0.84 s on stage_performer_audience_music.mp4). Read from
+    the file itself (a normalised copy starts at 0); ``video_start_s`` is used when the file has none."""
     import av
 
     try:
         with av.open(path) as c:
             fmt_start = (c.start_time or 0) / 1e6
+            st = c.streams.video[0] if c.streams.video else None
+            if st is not None and st.start_time is not None and st.time_base:
+                video_start_s = float(st.start_time * st.time_base)
     except Exception:  # unreadable here means ffmpeg will say so with a reason when decoding
         fmt_start = 0.0
     return max(0.0, float(video_start_s or 0.0) - fmt_start)
@@ -206,7 +225,9 @@ class PeopleOperator(Operator):
 
     # ------------------------------------------------------------------ detection + tracking of one shot
     def track_shot(self, path: str, start_s: float, end_s: float, src_w: int, src_h: int, deadline: Deadline,
-                   seek_offset: float = 0.0) -> ShotTracks:
+                   seek_offset: float = 0.0, region: tuple[int, int, int, int] | None = None) -> ShotTracks:
+        """Tracks of one shot. With ``region`` (x0, y0, w, h: the active picture) detection runs inside it
+        and every box is in region coordinates (src_w, src_h are then the region's size)."""
         from models.identity import align_face
 
         cfg = self.settings.people
@@ -217,7 +238,8 @@ class PeopleOperator(Operator):
         tracker = Tracker(src_w, src_h, cfg.iou_match_min, high=0.5, max_missed=cfg.max_missed_detections)
         timeout = deadline.timeout_for(self.settings.run.subprocess_timeout_s)
         j = -1
-        for j, frame in enumerate(iter_frames(path, start_s + seek_offset, end_s - start_s, det_fps, dw, dh, deadline, timeout)):
+        for j, frame in enumerate(iter_frames(path, start_s + seek_offset, end_s - start_s, det_fps, dw, dh, deadline, timeout,
+                                              region)):
             faces = self.face_det.detect(frame)
             bodies = self.person_det.detect(frame)
             face_items = []
@@ -254,20 +276,21 @@ class PeopleOperator(Operator):
         v = task.video
         fps = float(v["fps"])
         rot = int(v.get("rotation_deg") or 0)
-        src_w, src_h = int(v["width"]), int(v["height"])
-        if rot in (90, 270):
+        src_w, src_h = int(v.get("display_width") or v["width"]), int(v.get("display_height") or v["height"])
+        if not v.get("display_width") and rot in (90, 270):
             src_w, src_h = src_h, src_w
         times_all = task.scratch.get("frame_times")
         out_h = _even(cfg.clip_size_px)
         out_w = _even(cfg.clip_size_px * cfg.crop_aspect)
-        kept_tracks: list[tuple[dict, Track, ShotTracks, tuple[int, int]]] = []
-        with local_path(task.uri) as path:
+        kept_tracks: list[tuple[dict, Track, ShotTracks, tuple[int, int], tuple[int, int, int, int]]] = []
+        with task.source() as path:
             self._seek_offset = seek_offset_s(path, v.get("video_start_s") or 0.0)
             for shot in task.kept_shots():
                 deadline.check("people")
+                region = active_region(shot, src_w, src_h)
                 try:
-                    st = self.track_shot(path, float(shot["start_s"]), float(shot["end_s"]), src_w, src_h, deadline,
-                                         self._seek_offset)
+                    st = self.track_shot(path, float(shot["start_s"]), float(shot["end_s"]), region[2], region[3], deadline,
+                                         self._seek_offset, region)
                 except MediaError as exc:
                     task.drop_shot(shot, STAGE, exc.reason, str(exc))
                     continue
@@ -299,14 +322,14 @@ class PeopleOperator(Operator):
                         task.add_reject(STAGE, "track", why[0], why[1], shot_index=shot["shot_index"], track_id=t.track_id,
                                         start_s=ts, end_s=te, duration_s=te - ts)
                         continue
-                    kept_tracks.append((shot, t, st, (a, b)))
+                    kept_tracks.append((shot, t, st, (a, b), region))
             identities = self._identities(task, kept_tracks)
             new_clips = []
-            for (shot, t, st, (a, b)), ident in zip(kept_tracks, identities["per_track"]):
+            for (shot, t, st, (a, b), region), ident in zip(kept_tracks, identities["per_track"]):
                 others = [o for o in st.tracks if o.track_id != t.track_id and o.face_frames()]
                 for wa, wb in plan_windows(a, b, fps, self.settings.shots.max_clip_s, self.settings.shots.window_overlap_s):
                     deadline.check("people clips")
-                    clip = self._make_clip(task, path, shot, t, st, others, wa, wb, fps, times_all, src_w, src_h,
+                    clip = self._make_clip(task, path, shot, t, st, others, wa, wb, fps, times_all, region,
                                            out_w, out_h, rot, deadline, ident)
                     if clip is not None:
                         new_clips.append(clip)
@@ -362,12 +385,12 @@ class PeopleOperator(Operator):
             return "face_too_small", f"median face height {fh:.0f} px < people.face_min_px={cfg.face_min_px}"
         return None
 
-    def _identities(self, task: VideoTask, kept: list[tuple[dict, Track, ShotTracks, tuple[int, int]]]) -> dict[str, Any]:
+    def _identities(self, task: VideoTask, kept: list[tuple[dict, Track, ShotTracks, tuple[int, int], tuple[int, int, int, int]]]) -> dict[str, Any]:
         from models.identity import cluster_embeddings, l2n
 
         cfg = self.settings.people
         embs = []
-        for _, t, _, _ in kept:
+        for _, t, _, _, _ in kept:
             faces = [p for p in t.obs.values() if p.embedding is not None]
             faces.sort(key=lambda p: -(p.face_score * (p.face[3] - p.face[1])))
             faces = faces[: cfg.identity_faces_per_track]
@@ -377,7 +400,7 @@ class PeopleOperator(Operator):
         cannot = set()
         for i in range(len(kept)):
             for j in range(i + 1, len(kept)):
-                (si, ti, _, (ai, bi)), (sj, tj, _, (aj, bj)) = kept[i], kept[j]
+                (si, ti, _, (ai, bi), _), (sj, tj, _, (aj, bj), _) = kept[i], kept[j]
                 if si["shot_index"] == sj["shot_index"] and ai < bj and aj < bi:
                     cannot.add((i, j))
         labels = cluster_embeddings(mat, cfg.identity_threshold, cannot) if len(mat) else []
@@ -394,8 +417,10 @@ class PeopleOperator(Operator):
         return {"identities": identities, "per_track": [(ids[i], embs[i]) for i in range(len(kept))]}
 
     def _make_clip(self, task, path, shot, t: Track, st: ShotTracks, others: list[Track], a: int, b: int, fps: float,
-                   times_all, src_w: int, src_h: int, out_w: int, out_h: int, rot: int, deadline: Deadline,
+                   times_all, region: tuple[int, int, int, int], out_w: int, out_h: int, rot: int, deadline: Deadline,
                    ident: tuple[str, np.ndarray | None]) -> dict | None:
+        """One clip of a track; track boxes are in region coordinates, the row's boxes in source pixels."""
+        ox, oy, src_w, src_h = region
         cfg = self.settings.people
         v = task.video
         s = frame_time(v, a, times_all)
@@ -421,6 +446,7 @@ class PeopleOperator(Operator):
         body_bottom = float(np.nanmedian(bb[:, 3])) if np.isfinite(bb[:, 3]).any() else None
         crop = stable_crop(boxes_est, src_w, src_h, cfg.crop_margin, cfg.crop_body_faces, cfg.crop_aspect, other_ranges,
                            body_bottom)
+        crop = [crop[0] + ox, crop[1] + oy, crop[2] + ox, crop[3] + oy]
         try:
             data = encode_crop(path, s + self._seek_offset, dur, crop, out_w, out_h, cfg.clip_fps,
                                deadline.timeout_for(self.settings.run.subprocess_timeout_s), with_audio=True, rotation_deg=rot)
@@ -429,7 +455,7 @@ class PeopleOperator(Operator):
             task.add_reject(STAGE, "clip", "encode_failed", str(exc), shot_index=shot["shot_index"], track_id=t.track_id,
                             clip_id=cid, start_s=s, end_s=e, duration_s=dur)
             return None
-        boxes = self._boxes_at(t, det_t, s + np.arange(max(n, 1)) / cfg.clip_fps)[:n]
+        boxes = self._boxes_at(t, det_t, s + np.arange(max(n, 1)) / cfg.clip_fps)[:n] + np.array([ox, oy, ox, oy])
         fh_obs = [p.face[3] - p.face[1] for j, p in t.obs.items() if p.face is not None and s - 1e-6 <= st.times[j] <= e + 1e-6]
         ident_id, emb = ident
         row.update({

@@ -2,6 +2,12 @@
 
 Reject reasons: not_found, empty_file, unreadable, probe_failed, no_video_stream, no_audio_stream,
 audio_decode_error, too_short, too_long, resolution_too_low, timeout.
+
+Decoding follows ffmpeg's own verdict: audio is broken when ffmpeg fails or decodes less than
+``AUDIO_MIN_SHARE`` of what the container promises; its messages (timestamp warnings, a few corrupt
+packets, a short tail) become ``warnings`` on the videos row and the video is processed. A video whose
+timestamps are broken (operators/timeline.py) gets a local copy with regenerated timestamps that every
+later stage reads (``VideoTask.source``).
 """
 from __future__ import annotations
 
@@ -9,9 +15,11 @@ import hashlib
 import os
 
 from operators.base import CODE_VERSION, Deadline, Operator, Resources, VideoTask
-from operators.media import MediaError, decode_audio, ffprobe, is_remote, local_path
+from operators.media import MediaError, _fraction, decode_audio_verdict, ffprobe, is_remote, local_path
+from operators.timeline import inspect_timeline, normalise
 
 STAGE = "probe"
+AUDIO_MIN_SHARE = 0.9   # decoded audio below this share of the container's audio duration is broken
 
 
 def content_video_id(uri: str, path: str, head_tail_bytes: int = 0) -> tuple[str, int]:
@@ -83,6 +91,9 @@ class ProbeOperator(Operator):
         if v is not None:
             task.video.update({"width": _int(v.get("width")), "height": _int(v.get("height")),
                                "video_codec": v.get("codec_name"), "pix_fmt": v.get("pix_fmt")})
+            dw, dh = display_size(task.video["width"], task.video["height"], v.get("sample_aspect_ratio"),
+                                  info.rotation_deg)
+            task.video.update({"display_width": dw, "display_height": dh})
         if info.audio is not None:
             a = info.audio
             task.video.update({"audio_codec": a.get("codec_name"), "audio_sample_rate": _int(a.get("sample_rate")),
@@ -98,27 +109,86 @@ class ProbeOperator(Operator):
             return task.reject(STAGE, "too_short", f"{dur:.2f} s < probe.min_duration_s={cfg.probe.min_duration_s}")
         if dur > cfg.run.max_video_s:
             return task.reject(STAGE, "too_long", f"{dur:.0f} s > run.max_video_s={cfg.run.max_video_s:.0f}")
-        w, h = task.video["width"], task.video["height"]
+        w, h = task.video["display_width"], task.video["display_height"]
         if w < cfg.probe.min_width_px or h < cfg.probe.min_height_px:
             return task.reject(STAGE, "resolution_too_low", f"{w}x{h} below {cfg.probe.min_width_px}x{cfg.probe.min_height_px}")
         if info.audio is None:
             if cfg.probe.require_audio:
                 return task.reject(STAGE, "no_audio_stream", "the file has no audio stream (probe.require_audio)")
+        elif cfg.probe.check_audio_decode and self._check_audio(task, path, info, deadline) is not None:
             return task
-        if cfg.probe.check_audio_decode:
-            deadline.check("audio check")
-            try:
-                audio = decode_audio(path, deadline.timeout_for(cfg.run.subprocess_timeout_s), strict=True)
-            except MediaError as exc:
-                task.video["audio_decoded_s"] = 0.0
-                if cfg.probe.require_audio:
-                    return task.reject(STAGE, exc.reason, str(exc))
-                task.video["has_audio"] = False
-                return task
-            task.video["audio_decoded_s"] = round(len(audio) / 16000.0, 4)
-            if cfg.probe.require_audio and len(audio) < 0.5 * 16000 * min(dur, 2.0):
-                return task.reject(STAGE, "audio_decode_error", f"only {len(audio) / 16000:.2f} s of audio decoded")
+        deadline.check("timestamp check")
+        self._check_timeline(task, path, info, deadline)
         return task
+
+    def _check_audio(self, task: VideoTask, path: str, info, deadline: Deadline) -> VideoTask | None:
+        """Decode the whole audio stream once; returns the task when it was rejected."""
+        cfg = self.settings
+        audio, rc, messages = decode_audio_verdict(path, deadline.timeout_for(cfg.run.subprocess_timeout_s))
+        got = len(audio) / 16000.0
+        task.video["audio_decoded_s"] = round(got, 4)
+        expected = _float((info.audio or {}).get("duration")) or task.video.get("duration_s") or 0.0
+        problem = None
+        if rc != 0 and got == 0:
+            problem = f"ffmpeg could not decode the audio (exit {rc}): " + (messages[0] if messages else "")
+        elif expected and got < AUDIO_MIN_SHARE * expected - 0.5:
+            problem = (f"only {got:.2f} s of {expected:.2f} s of audio decoded"
+                       + (f" ({messages[0]})" if messages else ""))
+        if problem is None:
+            for m in messages:
+                task.warn("audio_decode", m)
+            if rc != 0:
+                task.warn("audio_decode", f"ffmpeg exit {rc} after {got:.2f} s of {expected:.2f} s")
+            return None
+        if cfg.probe.require_audio:
+            return task.reject(STAGE, "audio_decode_error", problem)
+        task.warn("audio_decode", problem + "; processed without audio (probe.require_audio is false)")
+        task.video["has_audio"] = False
+        return None
+
+    def _check_timeline(self, task: VideoTask, path: str, info, deadline: Deadline) -> None:
+        """Record timestamp problems; when the video timeline is broken, make the normalised copy."""
+        cfg = self.settings
+        nominal = _fraction((info.video or {}).get("r_frame_rate")) or info.fps
+        tl = inspect_timeline(path, nominal, deadline)
+        for w in tl.warnings:
+            task.warn("timestamps", w)
+        task.video["timestamps_regenerated"] = False
+        if not tl.broken:
+            return
+        import os
+
+        folder = os.path.join(cfg.run.work_dir or os.path.join(__import__("tempfile").gettempdir(), "lpm-work"),
+                              task.video_id)
+        out = os.path.join(folder, "source.mkv")
+        try:
+            normalise(path, out, float(tl.nominal_fps or info.fps), deadline.timeout_for(cfg.run.subprocess_timeout_s),
+                      with_audio=task.video.get("has_audio", False),
+                      size=(task.video["display_width"], task.video["display_height"]))
+        except MediaError as exc:
+            task.warn("timestamps", f"broken ({tl.why}) and could not be regenerated: {exc}; original timestamps used")
+            return
+        task.scratch["work_dir"] = folder
+        task.scratch["source_path"] = out
+        task.video["timestamps_regenerated"] = True
+        task.warn("timestamps_regenerated", f"{tl.why}; frames re-timed at {tl.nominal_fps:.3f} fps, audio by sample count")
+
+
+def display_size(width: int | None, height: int | None, sar: str | None, rotation_deg: int) -> tuple[int, int]:
+    """Upright display size: sample aspect ratio applied to the width, then the rotation."""
+    w, h = int(width or 0), int(height or 0)
+    r = _fraction((sar or "").replace(":", "/")) if sar and sar not in ("0:1", "1:1") else None
+    if r and 0.2 < r < 5.0:
+        w = int(round(w * r))
+    return (h, w) if rotation_deg in (90, 270) else (w, h)
+
+
+def _float(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f > 0 else None
 
 
 def _int(v) -> int | None:

@@ -25,12 +25,12 @@ NAN = float("nan")
 
 SCORE_DOCS: dict[str, str] = {
     "duration_s": "Shot length after trimming (s).",
-    "width_px": "Upright display width of the source (px).",
-    "height_px": "Upright display height of the source (px).",
-    "resolution_px": "Shorter side of the source frame (px).",
-    "aspect": "Display aspect ratio width/height of the source.",
-    "sharpness": "Median variance of the Laplacian of the decoded frames (higher is sharper).",
-    "brightness": "Median mean luma (0-255).",
+    "width_px": "Width of the active picture: the upright source frame minus letterbox/pillarbox bars (px).",
+    "height_px": "Height of the active picture (px).",
+    "resolution_px": "Shorter side of the active picture (px, bars excluded).",
+    "aspect": "Aspect ratio width/height of the active picture.",
+    "sharpness": "Median variance of the Laplacian of the decoded frames inside the bars (higher is sharper).",
+    "brightness": "Median mean luma inside the bars (0-255).",
     "dark_share": "Median share of pixels with luma <= 16.",
     "bright_share": "Median share of pixels with luma >= 245.",
     "colour_cast": "Median distance of the mean chroma from neutral in CIE Lab (a*, b*), after grey-world weighting.",
@@ -39,7 +39,7 @@ SCORE_DOCS: dict[str, str] = {
     "frozen_s": "Longest run of identical consecutive frames (s).",
     "motion": "Median optical-flow magnitude on 128-px frames, in frame widths per second.",
     "brisque": "Median BRISQUE score (lower is better; NaN when the model is missing).",
-    "border_share": "Median share of the frame area in letterbox/pillarbox bars.",
+    "border_share": "Share of the frame area outside the active picture (letterbox/pillarbox bars, cropped away).",
     "pip_score": "Picture-in-picture: share of the shot's 2 s windows showing the same inset rectangle, weighted by the inset model's probability (0-1).",
     "text_score": "Share of sampled frames with text-like overlay lines (subtitles, captions, tickers).",
     "loudness_dbfs": "RMS level of the shot's audio (dBFS; -120 when silent or no audio).",
@@ -52,7 +52,6 @@ SCORE_DOCS: dict[str, str] = {
 CHECKS: list[tuple[str, str]] = [
     ("shot_too_short", "duration_s < shots.min_clip_s"),
     ("resolution_too_low", "resolution_px < quality.min_resolution_px"),
-    ("letterbox", "border_share > quality.max_border_share"),
     ("picture_in_picture", "pip_score > quality.max_pip_score"),
     ("text_overlay", "text_score > quality.max_text_score"),
     ("frozen", "static_share > quality.max_static_share or frozen_s > quality.max_frozen_s"),
@@ -134,7 +133,13 @@ def colour_cast(bgr: np.ndarray) -> float:
 
 
 def border_sizes(gray: np.ndarray, level: float = 24.0, max_std: float = 6.0) -> tuple[int, int, int, int]:
-    """Rows/columns of uniform dark bars at (top, bottom, left, right)."""
+    """Rows/columns of uniform dark bars at (top, bottom, left, right); all zero for an all-dark frame."""
+    return frame_bars(gray, level, max_std) or (0, 0, 0, 0)
+
+
+def frame_bars(gray: np.ndarray, level: float = 24.0, max_std: float = 6.0) -> tuple[int, int, int, int] | None:
+    """Rows/columns of uniform dark bars at (top, bottom, left, right); None when the whole frame is dark
+    (a fade or a black frame says nothing about the bars)."""
     h, w = gray.shape
     g = gray.astype(np.float32)
     row_mean, row_std = g.mean(axis=1), g.std(axis=1)
@@ -153,8 +158,29 @@ def border_sizes(gray: np.ndarray, level: float = 24.0, max_std: float = 6.0) ->
     top, bottom = run(dark_r), run(dark_r[::-1])
     left, right = run(dark_c), run(dark_c[::-1])
     if top + bottom >= h or left + right >= w:  # an all-dark frame is not a letterbox
-        return 0, 0, 0, 0
+        return None
     return top, bottom, left, right
+
+
+BAR_PERCENTILE = 10.0   # per side, the bar that stays through the shot: a low percentile over sampled frames
+
+
+def active_bars(per_frame: list[tuple[int, int, int, int] | None]) -> tuple[int, int, int, int]:
+    """Bars (top, bottom, left, right) that stay constant through a shot: per side a low percentile over
+    the sampled frames that are not all dark, so dark scene content next to a bar in some frames does not
+    widen it, and fades to black do not count."""
+    good = np.asarray([b for b in per_frame if b is not None], dtype=np.float64)
+    if not len(good):
+        return 0, 0, 0, 0
+    return tuple(int(np.floor(np.percentile(good[:, k], BAR_PERCENTILE))) for k in range(4))  # type: ignore[return-value]
+
+
+def border_kind(bars: tuple[int, int, int, int], h: int, w: int, min_share: float = 0.02) -> str:
+    """'none', 'letterbox' (top/bottom bars), 'pillarbox' (left/right) or 'windowbox' (both)."""
+    top, bottom, left, right = bars
+    tb = (top + bottom) / float(h) >= min_share
+    lr = (left + right) / float(w) >= min_share
+    return "windowbox" if tb and lr else "letterbox" if tb else "pillarbox" if lr else "none"
 
 
 def border_share(sizes: tuple[int, int, int, int], h: int, w: int) -> float:
@@ -457,7 +483,10 @@ def flicker(luma: np.ndarray, fps: float) -> float:
 class FrameStats:
     """Per-frame statistics of one video, fed once per decoded frame (never keeps frames)."""
 
-    FREEZE_EPS = 0.35  # mean |difference| of consecutive frames (gray levels) below which they are identical
+    # mean abs difference of consecutive frames (gray levels, over the active picture) below which they are
+    # identical: a held frame re-encoded stays under 0.05; a talking head re-encoded at 480p CRF 23 has runs
+    # of 1 s under 0.35 (the old value, which dropped such shots as 'frozen') but only 0.3 s under 0.1.
+    FREEZE_EPS = 0.1
 
     def __init__(self, settings, fps: float, models: QualityModels | None = None):
         self.qs = settings.quality
@@ -470,6 +499,8 @@ class FrameStats:
         self.samples: dict[str, list[float]] = {k: [] for k in ("sharpness", "brightness", "dark_share", "bright_share",
                                                                 "colour_cast", "motion", "border_share", "text")}
         self.brisque: list[tuple[int, float]] = []
+        self.bars: list[tuple[int, int, int, int] | None] = []  # per sampled frame (None: all dark)
+        self._active_frac = 1.0
         self.pip_windows: list[tuple[int, int, list]] = []  # (first, last frame, [(rect, prob), ...])
         self._pip_frames: list[tuple[int, np.ndarray, np.ndarray]] = []
         self._next_pip_t = 0.0
@@ -487,7 +518,8 @@ class FrameStats:
         self.frame_shape = gray.shape
         self.luma.append(cv2.mean(gray)[0])  # = gray.mean(), 15x cheaper per frame
         if self._prev_gray is not None and self._prev_gray.shape == gray.shape:
-            self.diff.append(cv2.norm(gray, self._prev_gray, cv2.NORM_L1) / gray.size)  # mean |difference|
+            # mean |difference| over the active picture (bars of the last sampled frame never change)
+            self.diff.append(cv2.norm(gray, self._prev_gray, cv2.NORM_L1) / (gray.size * self._active_frac))
         else:
             self.diff.append(NAN)
         sampled = self.enabled and time_s + 1e-6 >= self._next_sample_t
@@ -496,14 +528,23 @@ class FrameStats:
             self._next_sample_t = time_s + 1.0 / self.qs.sample_fps
             self.sample_index.append(index)
             s = self.samples
-            s["sharpness"].append(sharpness(gray))
-            s["brightness"].append(self.luma[-1])
-            s["dark_share"].append(float((gray <= 16).mean()))
-            s["bright_share"].append(float((gray >= 245).mean()))
-            s["colour_cast"].append(colour_cast(image))
-            bars = border_sizes(gray)
-            s["border_share"].append(border_share(bars, *gray.shape))
-            s["text"].append(float(text_lines(gray) > 0))
+            bars = frame_bars(gray)
+            self.bars.append(bars)
+            if bars is not None:
+                self._active_frac = max(0.05, 1.0 - border_share(bars, *gray.shape))
+            # image scores inside this frame's bars: bars are cropped away downstream, so they must not
+            # make a shot look dark, soft or low quality
+            top, bottom, left, right = (v + 2 if v else 0 for v in bars) if bars else (0, 0, 0, 0)  # past the bar edge
+            hh, ww = gray.shape
+            g_in = gray[top:hh - bottom, left:ww - right]
+            img_in = image[top:hh - bottom, left:ww - right]
+            s["sharpness"].append(sharpness(g_in))
+            s["brightness"].append(float(cv2.mean(g_in)[0]))
+            s["dark_share"].append(float((g_in <= 16).mean()))
+            s["bright_share"].append(float((g_in >= 245).mean()))
+            s["colour_cast"].append(colour_cast(img_in))
+            s["border_share"].append(border_share(bars or (0, 0, 0, 0), *gray.shape))
+            s["text"].append(float(text_lines(g_in) > 0))
             small = self._small(gray)
             if self._prev_small is not None and self._prev_small.shape == small.shape:
                 flow = cv2.calcOpticalFlowFarneback(self._prev_small, small, None, 0.5, 2, 9, 2, 5, 1.1, 0)
@@ -513,7 +554,7 @@ class FrameStats:
                 s["motion"].append(NAN)
             if self.models.brisque is not None and time_s + 1e-6 >= self._next_brisque_t:
                 self._next_brisque_t = time_s + 1.0 / self.qs.brisque_fps
-                self.brisque.append((index, self.models.brisque.score(image)))
+                self.brisque.append((index, self.models.brisque.score(img_in)))
         if self.enabled and self.models.pip is not None and time_s + 1e-6 >= self._next_pip_t:
             self._next_pip_t = time_s + 1.0 / PIP_FPS
             prev = self._prev_gray if self._prev_gray is not None and self._prev_gray.shape == gray.shape else gray
@@ -547,23 +588,27 @@ class FrameStats:
 
         q: dict[str, float] = {}
         q["duration_s"] = time_of(b, times, end_s) - time_of(a, times, end_s)
-        if info is not None:
-            q["width_px"] = float(info.width)
-            q["height_px"] = float(info.height)
-            q["resolution_px"] = float(min(info.width, info.height))
-            q["aspect"] = float(info.width) / max(1.0, float(info.height))
-        if not self.enabled or b <= a:
-            return q
         idx = np.asarray(self.sample_index)
         sel = np.nonzero((idx >= a) & (idx < b))[0]
+        if info is not None:
+            box, _ = self.active_box(a, b, info)
+            w, h = box[2] - box[0], box[3] - box[1]
+            q["width_px"] = float(w)
+            q["height_px"] = float(h)
+            q["resolution_px"] = float(min(w, h))
+            q["aspect"] = float(w) / max(1.0, float(h))
+        if not self.enabled or b <= a:
+            return q
 
         def med(name: str) -> float:
             vals = np.asarray([self.samples[name][i] for i in sel], dtype=np.float64)
             vals = vals[np.isfinite(vals)]
             return float(np.median(vals)) if len(vals) else NAN
 
-        for name in ("sharpness", "brightness", "dark_share", "bright_share", "colour_cast", "motion", "border_share"):
+        for name in ("sharpness", "brightness", "dark_share", "bright_share", "colour_cast", "motion"):
             q[name] = med(name)
+        if info is not None:
+            q["border_share"] = 1.0 - q["width_px"] * q["height_px"] / max(1.0, float(info.width) * float(info.height))
         q["text_score"] = float(np.mean([self.samples["text"][i] for i in sel])) if len(sel) else NAN
         q["pip_score"] = self._shot_pip(a, b)
         br = [v for i, v in self.brisque if a <= i < b and np.isfinite(v)]
@@ -584,6 +629,28 @@ class FrameStats:
             q["static_share"] = NAN
             q["frozen_s"] = NAN
         return q
+
+    def active_box(self, a: int, b: int, info) -> tuple[list[float], str]:
+        """The active picture of source frames [a, b) as [x0, y0, x1, y1] in upright source pixels (the
+        frame minus the bars that stay through the shot), and its kind (:func:`border_kind`)."""
+        W, H = float(info.width), float(info.height)
+        if not self.frame_shape:
+            return [0.0, 0.0, W, H], "none"
+        idx = np.asarray(self.sample_index)
+        sel = np.nonzero((idx >= a) & (idx < b))[0]
+        bars = active_bars([self.bars[i] for i in sel]) if len(sel) else (0, 0, 0, 0)
+        h, w = self.frame_shape
+        kind = border_kind(bars, h, w)
+        if kind == "none":
+            return [0.0, 0.0, W, H], kind
+        top, bottom, left, right = bars
+        sx, sy = W / w, H / h
+        # one decode pixel of safety on each barred side (scaling blurs the edge of the bar)
+        x0 = (left + (1 if left else 0)) * sx
+        x1 = W - (right + (1 if right else 0)) * sx
+        y0 = (top + (1 if top else 0)) * sy
+        y1 = H - (bottom + (1 if bottom else 0)) * sy
+        return [float(np.floor(x0)), float(np.floor(y0)), float(np.ceil(x1)), float(np.ceil(y1))], kind
 
     def _shot_pip(self, a: int, b: int) -> float:
         """pip_score of frames [a, b): windows whose middle frame lies in the shot (else any overlapping);
@@ -672,7 +739,6 @@ def decide_shot(quality: dict[str, float] | None, n_people: int | None, settings
     if qs.enabled:
         checks = [
             ("resolution_too_low", "resolution_px", qs.min_resolution_px, False),
-            ("letterbox", "border_share", qs.max_border_share, True),
             ("picture_in_picture", "pip_score", qs.max_pip_score, True),
             ("text_overlay", "text_score", qs.max_text_score, True),
             ("frozen", "static_share", qs.max_static_share, True),
@@ -705,7 +771,6 @@ def explain(reason: str, quality: dict[str, float] | None, n_people: int | None,
     q = quality or {}
     keys = {"shot_too_short": ("duration_s", "shots.min_clip_s", getattr(shots_cfg, "min_clip_s", None)),
             "resolution_too_low": ("resolution_px", "quality.min_resolution_px", qs.min_resolution_px),
-            "letterbox": ("border_share", "quality.max_border_share", qs.max_border_share),
             "picture_in_picture": ("pip_score", "quality.max_pip_score", qs.max_pip_score),
             "text_overlay": ("text_score", "quality.max_text_score", qs.max_text_score),
             "blurry": ("sharpness", "quality.min_sharpness", qs.min_sharpness),

@@ -27,7 +27,7 @@ import numpy as np
 from operators.base import Deadline, Operator, Resources, VideoTask
 from operators.embeddings import encode_jpeg
 from operators.expressions import blinking, frame_labels
-from operators.media import MediaError, ffmpeg_bin, local_path, run_tool
+from operators.media import MediaError, ffmpeg_bin, run_tool
 
 STAGE = "references"
 VIEW_ORDER = ("frontal", "left", "right", "rear")
@@ -197,7 +197,10 @@ def head_box_of(c: Candidate) -> list[float] | None:
     return None
 
 
-def crop_for(kind: str, box: list[float], shape: tuple[int, int], cfg) -> tuple[int, int, int, int]:
+def crop_for(kind: str, box: list[float], shape: tuple[int, int], cfg,
+             bounds: list[float] | None = None) -> tuple[int, int, int, int]:
+    """Reference crop (x0, y0, x1, y1) around a head box, inside the frame and inside ``bounds`` (the
+    shot's active picture, so a reference never shows letterbox/pillarbox bars)."""
     x0, y0, x1, y1 = box
     hh = max(2.0, y1 - y0)
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
@@ -208,8 +211,10 @@ def crop_for(kind: str, box: list[float], shape: tuple[int, int], cfg) -> tuple[
         m = cfg.body_crop_margin
         bx = (cx - (0.5 + m) * hh, y0 - 0.5 * m * hh, cx + (0.5 + m) * hh, y1 + 2.0 * m * hh)
     h, w = shape
-    a, b = int(max(0, math.floor(bx[0]))), int(max(0, math.floor(bx[1])))
-    c, d = int(min(w, math.ceil(bx[2]))), int(min(h, math.ceil(bx[3])))
+    lx, ly, hx, hy = (0.0, 0.0, float(w), float(h)) if bounds is None else (
+        max(0.0, float(bounds[0])), max(0.0, float(bounds[1])), min(float(w), float(bounds[2])), min(float(h), float(bounds[3])))
+    a, b = int(max(math.ceil(lx), math.floor(bx[0]))), int(max(math.ceil(ly), math.floor(bx[1])))
+    c, d = int(min(math.floor(hx), math.ceil(bx[2]))), int(min(math.floor(hy), math.ceil(bx[3])))
     return a, b, c, d
 
 
@@ -254,8 +259,8 @@ class ReferenceOperator(Operator):
         summaries = task.scratch.setdefault("references", {})
         meta_col: dict[str, list[dict]] = {}
         cache: dict[float, np.ndarray] = {}
-        uri = task.video.get("uri") or task.uri
-        with local_path(uri) as path:
+        active = {int(sh["shot_index"]): sh.get("active_box") for sh in task.shots}
+        with task.source() as path:
             for clip in list(task.clips):
                 deadline.check("references")
                 ident = clip.get("identity_id")
@@ -283,7 +288,7 @@ class ReferenceOperator(Operator):
                     box = head_box_of(c)
                     if box is None:
                         continue
-                    a, b, cc, d = crop_for(kind, box, frame.shape[:2], cfg)
+                    a, b, cc, d = crop_for(kind, box, frame.shape[:2], cfg, active.get(c.shot_index))
                     if cc - a < 8 or d - b < 8:
                         continue
                     crop = np.ascontiguousarray(frame[b:d, a:cc])

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from operators.base import Deadline, Operator, Resources, VideoTask
-from operators.media import MediaError, local_path
+from operators.media import MediaError
 
 STAGE = "shots"
 
@@ -287,7 +287,7 @@ class ShotOperator(Operator):
 
     def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:
         try:
-            with local_path(task.uri) as path:
+            with task.source() as path:
                 return self._process(task, path, deadline)
         except MediaError as exc:
             return task.reject(STAGE, exc.reason, str(exc))
@@ -308,7 +308,8 @@ class ShotOperator(Operator):
         if pool is not None:  # the audio decode runs beside the video decode
             audio_future = pool.submit(decode_audio_track, path, 16000, deadline)
         try:
-            vid = open_video(path, cfg.decode_width_px, cfg.fast_decode)
+            width = analysis_width(path, cfg.decode_width_px, deadline)
+            vid = open_video(path, width, cfg.fast_decode)
             detectors = stats = None
             with vid:
                 for f in vid.frames(deadline):
@@ -332,6 +333,11 @@ class ShotOperator(Operator):
                 pool.shutdown(wait=True)
         deadline.check("shot detection")
         times, end_s, info = vid.times, vid.end_s, vid.info
+        if vid.decode_errors:
+            task.warn("video_decode", f"{vid.decode_errors} corrupt video packets skipped ({len(times)} frames decoded)")
+        expected = task.video.get("frame_count") or 0
+        if expected and len(times) < 0.9 * expected:
+            task.warn("video_decode", f"{len(times)} of {expected} frames decoded")
         n = len(times)
         task.scratch["frame_times"] = [round(t, 6) for t in times]
         task.scratch["video_end_s"] = end_s
@@ -352,9 +358,11 @@ class ShotOperator(Operator):
                 q.update(audio_scores(audio, vad_probs, start_s, end_s_shot) if audio is not None else
                          {"loudness_dbfs": -120.0, "clipping_share": 0.0, "silence_share": 1.0,
                           "speech_share": 0.0 if models.vad is not None else float("nan")})
+            box, kind = stats.active_box(a, b, info)
             shot = {"video_id": task.video_id, "shot_index": i, "start_frame": a, "end_frame": b,
                     "start_s": start_s, "end_s": end_s_shot, "duration_s": end_s_shot - start_s,
                     "cut_in": p["cut_in"], "kept": True, "reason": "",
+                    "active_box": box, "border_crop": kind,
                     "quality": {k: float(v) for k, v in q.items()}}
             task.shots.append(shot)
             reason = decide_shot(q, None, self.settings)
@@ -368,6 +376,45 @@ class ShotOperator(Operator):
                                ",".join(x for x in (getattr(models.brisque, "sha256", ""), getattr(models.vad, "sha256", "")) if x),
                                qparams)
         return task
+
+
+def analysis_width(path: str, width: int, deadline=None, samples: int = 5) -> int:
+    """Decode width that gives the active picture (the frame minus pillarbox bars) about ``width`` px,
+    so that a pillarboxed upload is scored at the same effective resolution as the picture alone
+    (sharpness, motion and freeze scores depend on it). Bars are sniffed on a few frames spread over
+    the video; at most 3x ``width``."""
+    import av
+
+    from operators.decode import display_rotation, upright
+    from operators.quality import frame_bars
+
+    fracs = []
+    try:
+        with av.open(path, metadata_errors="ignore") as c:
+            st = c.streams.video[0]
+            dur = float(c.duration / 1e6) if c.duration else 0.0
+            for k in range(samples):
+                if deadline is not None:
+                    deadline.check("bar sniffing")
+                t = dur * (k + 0.5) / samples
+                try:
+                    c.seek(int(t * 1e6), any_frame=False, backward=True)
+                    frame = next(c.decode(st))
+                except (av.error.FFmpegError, StopIteration):
+                    continue
+                h = max(2, int(round(frame.height * 256 / max(1, frame.width))))
+                gray = upright(frame.to_ndarray(width=256, height=h, format="gray"), display_rotation(st, frame))
+                bars = frame_bars(gray)
+                if bars is not None:
+                    fracs.append(1.0 - (bars[2] + bars[3]) / float(gray.shape[1]))
+    except (av.error.FFmpegError, IndexError, OSError):
+        return width
+    if not fracs:
+        return width
+    frac = float(np.median(fracs))
+    if frac >= 0.9:
+        return width
+    return int(min(3 * width, round(width / max(frac, 1e-3) / 2) * 2))
 
 
 def align_audio(samples: np.ndarray, offset_s: float | None, sample_rate: int = 16000) -> np.ndarray:

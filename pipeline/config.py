@@ -37,6 +37,7 @@ class RunSettings(Section):
     stage_concurrency: int = Field(1, ge=1, description="Actors per stage (per stage group).")
     fuse_stages: bool | None = Field(None, description="Run all stages in one actor (True) or one actor pool per stage (False); None: fuse when the cluster has fewer than 2 CPUs per stage.")
     resume: bool = Field(True, description="Skip videos already finished in the output folder with the same config hash.")
+    work_dir: str | None = Field(None, description="Local folder for per-video working files (a copy with regenerated timestamps); None: <output>/_work for a local output folder, else a folder under the system temp dir. Each video's files are removed once its rows are written.")
     verbose: bool = False
 
 
@@ -95,10 +96,9 @@ class QualitySettings(Section):
     max_frozen_s: float = Field(1.0, gt=0, description="Longest run of identical consecutive frames above which a shot is 'frozen'.")
     max_motion: float | None = Field(None, gt=0, description="Median optical-flow motion (frame widths per second) above which a shot is 'too_much_motion'; None: no check.")
     max_brisque: float = Field(60.0, ge=0, description="BRISQUE score (lower is better); NaN when the model is missing.")
-    max_border_share: float = Field(0.15, ge=0, le=1, description="Letterbox/pillarbox share of the frame area above which a shot is 'letterbox'.")
     max_pip_score: float = Field(0.6, ge=0, le=1, description="pip_score (mean over the shot's 2 s windows of the inset model's probability for one rectangle) above which a shot is 'picture_in_picture'; 0.6 from the host-held-out folds of python -m models.pip_train.")
     max_text_score: float = Field(0.5, ge=0, le=1, description="Share of sampled frames with text-like overlay lines above which a shot is 'text_overlay'.")
-    min_resolution_px: int = Field(240, ge=1, description="Shorter side of the source frame.")
+    min_resolution_px: int = Field(240, ge=1, description="Shorter side of the active picture (the frame minus letterbox/pillarbox bars, which are cropped away, never a reason to drop a shot); below is 'resolution_too_low'.")
     min_loudness_dbfs: float = Field(-50.0, description="Mean RMS level; quieter shots are 'silent'.")
     max_clipping_share: float = Field(0.01, ge=0, le=1)
     min_speech_share: float = Field(0.0, ge=0, le=1, description="Silero VAD share of speech; 0 keeps non-speech shots (idle clips).")

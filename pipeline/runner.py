@@ -46,6 +46,15 @@ def task_rows(task: VideoTask) -> dict[str, list[dict]]:
     return {"videos": [video], "shots": list(task.shots), "clips": clips, "rejects": list(task.rejects)}
 
 
+def default_work_dir(out_uri: str) -> str:
+    """<output>/_work for a local output folder, else a folder under the system temp dir."""
+    import tempfile
+
+    if "://" in out_uri and not out_uri.startswith("file://"):
+        return os.path.join(tempfile.gettempdir(), "lpm-work")
+    return os.path.join(os.path.abspath(out_uri.removeprefix("file://")), "_work")
+
+
 def write_task(store: OutputStore, task: VideoTask, config_hash: str) -> dict[str, Any]:
     if task.status == "skipped":
         return {"uri": task.uri, "video_id": task.video_id, "status": "skipped", "timings_s": {}}
@@ -53,6 +62,7 @@ def write_task(store: OutputStore, task: VideoTask, config_hash: str) -> dict[st
     counts = store.write_video(task.video_id, config_hash, task_rows(task), task.status,
                                task.video.get("reason", ""), task.timings_s)
     task.timings_s["write"] = time.monotonic() - t0
+    task.release_work_files()
     return {"uri": task.uri, "video_id": task.video_id, "status": task.status, "counts": counts,
             "timings_s": task.timings_s}
 
@@ -197,6 +207,8 @@ def run(inputs: list[str], out_uri: str, settings: Settings, address: str | None
     cpu0 = time.process_time()
     if settings.models.dir is None:
         settings.models.dir = str(settings.models.resolved_dir())  # workers get an explicit path
+    if settings.run.work_dir is None:
+        settings.run.work_dir = default_work_dir(out_uri)
     uris, input_files = collect_inputs(inputs, settings.input.extensions)
     store = OutputStore(out_uri, settings.output.compression, settings.output.row_group_rows)
     store.ensure_layout()

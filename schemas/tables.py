@@ -32,7 +32,9 @@ VIDEOS = [
     col("frame_count", pa.int64(), "Number of video frames (counted packets when the header has none)."),
     col("width", pa.int32(), "Coded width in pixels (before rotation)."),
     col("height", pa.int32(), "Coded height in pixels (before rotation)."),
-    col("rotation_deg", pa.int32(), "Display rotation from the stream's display matrix (0, 90, 180, 270)."),
+    col("rotation_deg", pa.int32(), "Display rotation from the stream's display matrix (0, 90, 180, 270); applied at decode by every stage."),
+    col("display_width", pa.int32(), "Upright display width (sample aspect ratio and rotation applied): the frame every box and size refers to."),
+    col("display_height", pa.int32(), "Upright display height (rotation applied)."),
     col("video_codec", pa.string(), "Video codec name."),
     col("pix_fmt", pa.string(), "Pixel format."),
     col("video_start_s", pa.float64(), "Start time of the video stream (audio is aligned to it)."),
@@ -41,7 +43,9 @@ VIDEOS = [
     col("audio_codec", pa.string(), "Audio codec name."),
     col("audio_sample_rate", pa.int32(), "Audio sample rate in Hz."),
     col("audio_channels", pa.int32(), "Audio channel count."),
-    col("audio_decoded_s", pa.float64(), "Seconds of audio that decoded cleanly at probe time."),
+    col("audio_decoded_s", pa.float64(), "Seconds of audio decoded at probe time."),
+    col("timestamps_regenerated", pa.bool_(), "The container's timestamps were broken (e.g. a concatenation of parts with different time bases): every stage read a copy with video frame n at n/fps and audio timed by sample count."),
+    col("warnings", pa.list_(pa.string()), "Problems that did not stop processing ('code: message'; codes: audio_decode, video_decode, timestamps, timestamps_regenerated, borders)."),
     col("n_shots", pa.int32(), "Shots detected."),
     col("n_shots_kept", pa.int32(), "Shots kept after length and quality decisions."),
     col("n_clips", pa.int32(), "Single-person clips written to clips/."),
@@ -63,6 +67,8 @@ SHOTS = [
     col("reason", pa.string(), "Reason code of the first failed check ('' when kept)."),
     col("quality", pa.map_(pa.string(), pa.float64()), "Quality scores by name (see docs/QUALITY.md); decisions are made from these."),
     col("n_people", pa.int32(), "Distinct person tracks in the shot (people stage)."),
+    col("active_box", BOX, "Active picture [x0, y0, x1, y1] in upright source pixels: the frame minus the letterbox/pillarbox bars that stay through the shot. Detection, crops, clip media and references stay inside it."),
+    col("border_crop", pa.string(), "Bars cropped away: 'none', 'letterbox' (top/bottom), 'pillarbox' (left/right) or 'windowbox' (both)."),
 ]
 
 # ---------------------------------------------------------------------------------------------- clips

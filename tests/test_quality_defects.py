@@ -27,7 +27,6 @@ DEFECTS = {
     "colour_shifted": ("colorchannelmixer=rr=1.0:gg=0.8:bb=0.45", "colour_cast", "colour_cast"),
     "flickering": ("eq=brightness='0.10*(2*mod(n\\,2)-1)':eval=frame", "flicker", "flicker"),
     "frozen": ("tpad=stop_mode=clone:stop_duration=2.5,trim=duration=4", "frozen", "frozen_s"),
-    "letterboxed": ("scale=512:288,pad=512:512:0:112:black", "letterbox", "border_share"),
     "picture_in_picture": ("pip", "picture_in_picture", "pip_score"),
     "subtitles": ("subs", "text_overlay", "text_score"),
 }
@@ -103,6 +102,28 @@ def test_defect_fails_its_check(scored, settings, name):
     # the score moved in the failing direction relative to the clean original
     assert decide_shot(clean, None, settings) == ""
     assert q[key] != pytest.approx(clean[key], rel=0.05)
+
+
+@pytest.mark.parametrize("vf,kind,box", [
+    ("scale=512:288,setsar=1,pad=512:512:0:112:black", "letterbox", (0, 112, 512, 400)),
+    ("crop=288:512:112:0,pad=512:512:112:0:black", "pillarbox", (112, 0, 400, 512)),
+])
+def test_bars_are_cropped_not_fatal(media_dir, tmp_path, settings, vf, kind, box):
+    """Letterbox/pillarbox bars are cropped away: the shot is kept, its active picture is the padded
+    content (within 2 decode pixels = 4 source px), and the image scores are those of the content."""
+    clip = make_clip(media_dir, tmp_path / f"{kind}.mp4", vf, tmp_path)
+    from pipeline.config import Settings
+
+    s = Settings()
+    s.models.dir = settings.models.dir
+    shot = score(clip, s)
+    assert shot["kept"], (shot["reason"], shot["quality"])
+    assert shot["border_crop"] == kind
+    got = shot["active_box"]
+    assert all(abs(g - b) <= 6 for g, b in zip(got, box)), got
+    assert all(got[i] >= box[i] - 0.5 for i in (0, 1)) and all(got[i] <= box[i] + 0.5 for i in (2, 3)), f"bars inside {got}"
+    assert shot["quality"]["resolution_px"] == pytest.approx(288, abs=8)
+    assert shot["quality"]["border_share"] == pytest.approx(1 - 288 / 512, abs=0.03)
 
 
 def test_inset_score_rises_with_an_inset(scored, settings):
