@@ -147,7 +147,7 @@ def normalise(path: str, out_path: str, fps: float, timeout_s: float, with_audio
             "-map", "0:v:0", "-vf", vf, "-fps_mode", "passthrough", "-r", f"{fps:.6f}",
             "-c:v", "libx264", "-preset", "veryfast", "-crf", "12", "-g", str(gop), "-pix_fmt", "yuv420p"]
     if with_audio:
-        args += ["-map", "0:a:0?", "-af", "asetpts=N/SR/TB", "-c:a", "flac"]
+        args += ["-map", "0:a:0?", "-af", "aresample=async=1:min_hard_comp=0.01:first_pts=0", "-c:a", "flac"]
     args += ["-map_metadata", "-1", "-f", "matroska", tmp]
     proc = run_tool(args, timeout_s, reason="decode_failed")
     if proc.returncode != 0 or not os.path.exists(tmp):
