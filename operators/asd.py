@@ -358,8 +358,8 @@ class ConversationOperator(Operator):
         speech_grid = np.full((len(results), T), np.nan)
         people = []
         for i, (s, (_, r, _), (speak, sync, sp)) in enumerate(zip(starts, results, sigs)):
-            speech_grid[i, s:s + r.n] = sp
-            g = lambda x: _place(x, s, T)  # noqa: E731
+            speech_grid[i, s:s + r.n] = _fit(sp, r.n)
+            g = lambda x, n=r.n, s=s: None if x is None else _place(_fit(x, n), s, T)  # noqa: E731
             people.append(st.PersonSignals(g(speak), g(r.motion), g(sync)))
         speech = np.nan_to_num(np.nanmax(np.where(np.isfinite(speech_grid), speech_grid, -1.0), axis=0), nan=0.0).clip(0, 1)
         # clips of different tracks that do not overlap in time still share the grid; a person absent at a
@@ -421,6 +421,17 @@ def _extend(x: np.ndarray, n: int) -> np.ndarray:
         return x.copy()
     fin = x[np.isfinite(x)]
     return np.concatenate([x, np.full(n - len(x), fin[-1] if len(fin) else np.nan)])
+
+
+def _fit(x: np.ndarray | None, n: int) -> np.ndarray | None:
+    """x trimmed or NaN-padded to n frames (per-frame signals of one clip can differ by a frame at the
+    end, e.g. the last ASD window of a clip whose media has one frame more than its planned length)."""
+    if x is None:
+        return None
+    x = np.asarray(x, np.float64)
+    if len(x) >= n:
+        return x[:n]
+    return np.concatenate([x, np.full(n - len(x), np.nan)])
 
 
 def _place(x: np.ndarray, s: int, T: int) -> np.ndarray:

@@ -44,7 +44,7 @@ import numpy as np
 
 from models.registry import MissingModelError
 from operators.base import Deadline, Operator, Resources, VideoTask
-from operators.media import MediaError, decode_audio, decode_flac, encode_flac, ffmpeg_bin, local_path, run_tool
+from operators.media import MediaError, decode_audio, decode_flac, encode_flac, ffmpeg_bin, run_tool
 from operators.segments import join_words, split_sentences
 
 log = logging.getLogger("lpm.audio")
@@ -234,7 +234,7 @@ class SeparationOperator(Operator):
             self._record(task, sep, "the video has no audio stream", failed)
             return task
         timeout = deadline.timeout_for(self.settings.run.subprocess_timeout_s)
-        with local_path(task.uri) as path:
+        with task.source() as path:
             off = seek_offset(path, task.video)
             for shot in shots:
                 deadline.check("separation")
@@ -313,7 +313,7 @@ class AudioTracksOperator(Operator):
         shots = {s["shot_index"]: s for s in task.shots}
         counts: dict[str, int] = defaultdict(int)
         has_audio = task.video.get("has_audio") is not False
-        with local_path(task.uri) as path:
+        with task.source() as path:
             off = None
             for shot_index, clips in sorted(by_shot.items(), key=lambda kv: (kv[0] is None, kv[0])):
                 deadline.check("audio")

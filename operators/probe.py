@@ -171,6 +171,14 @@ class ProbeOperator(Operator):
         task.scratch["work_dir"] = folder
         task.scratch["source_path"] = out
         task.video["timestamps_regenerated"] = True
+        fps = float(tl.nominal_fps or info.fps)
+        if task.video.get("fps") and abs(task.video["fps"] - fps) > 0.01 * fps:
+            task.warn("timestamps", f"container frame rate {task.video['fps']:.3f} fps; frames re-timed at {fps:.3f} fps")
+        task.video.update({"fps": fps, "frame_count": tl.n_video, "video_start_s": 0.0, "variable_frame_rate": False})
+        regenerated_s = tl.n_video / fps
+        if task.video.get("duration_s") and abs(task.video["duration_s"] - regenerated_s) > 0.5:
+            task.warn("timestamps", f"container duration {task.video['duration_s']:.2f} s; {regenerated_s:.2f} s of frames")
+            task.video["duration_s"] = regenerated_s
         task.warn("timestamps_regenerated", f"{tl.why}; frames re-timed at {tl.nominal_fps:.3f} fps, audio by sample count")
 
 

@@ -72,8 +72,10 @@ def moving_average(x: np.ndarray, k: int) -> np.ndarray:
     valid = np.isfinite(x)
     v = np.where(valid, x, 0.0)
     ker = np.ones(int(k))
-    num = np.convolve(v, ker, mode="same")
-    den = np.convolve(valid.astype(np.float64), ker, mode="same")
+    # 'full' then the centred slice: mode='same' returns len(ker) values when the kernel is the longer one
+    a = (int(k) - 1) // 2
+    num = np.convolve(v, ker, mode="full")[a:a + x.size]
+    den = np.convolve(valid.astype(np.float64), ker, mode="full")[a:a + x.size]
     with np.errstate(invalid="ignore", divide="ignore"):
         out = num / den
     out[den == 0] = np.nan

@@ -318,6 +318,12 @@ class ReportBuilder:
         out.append('<div class="charts">' + "".join(charts) + "</div>")
         out.append("".join(rtab) if rej_rows else "<h3>Rejected per stage and reason</h3><p>No rejects in this run.</p>"
                    + f"<table><tr><th>total</th>{self.num.td('rejects.total', f['rejects_total'])}</tr></table>")
+        warn = f.get("warnings") or {}
+        wtab = ["<h3>Warnings (videos processed despite a problem)</h3><table><tr><th>code</th><th>count</th></tr>"]
+        for code, n in (warn.get("by_code") or {}).items():
+            wtab.append(f"<tr><td>{_e(code)}</td>{self.num.td(f'warnings.{code}', n)}</tr>")
+        wtab.append(f"<tr><th>videos with warnings</th>{self.num.td('warnings.videos', warn.get('videos', 0))}</tr></table>")
+        out.append("".join(wtab))
         # clips per state class (what the conversation stage kept)
         t = self.reader.read("clips", ["clip_class", "duration_s"])
         counts = value_counts(t.column("clip_class"), null_label=UNLABELLED)

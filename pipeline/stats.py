@@ -19,7 +19,7 @@ def _hours(values) -> float:
 def funnel(store: OutputStore) -> dict[str, Any]:
     from pipeline.stages import stage_names
 
-    videos = store.read_table("videos", ["video_id", "status", "duration_s"]).to_pylist()
+    videos = store.read_table("videos", ["video_id", "status", "duration_s", "warnings"]).to_pylist()
     shots = store.read_table("shots", ["kept", "duration_s"]).to_pylist()
     clips = store.read_table("clips", ["duration_s"]).to_pylist()
     rejects = store.read_table("rejects", ["stage", "level", "reason", "duration_s"]).to_pylist()
@@ -49,7 +49,18 @@ def funnel(store: OutputStore) -> dict[str, Any]:
         "clips": {"count": len(clips), "hours": _hours(c["duration_s"] for c in clips)},
         "rejected": stages,
         "rejects_total": len(rejects),
+        "warnings": warning_counts(videos),
     }
+
+
+def warning_counts(videos: list[dict[str, Any]]) -> dict[str, Any]:
+    """Videos processed despite a problem: how many carry warnings, and warnings per code."""
+    codes: dict[str, int] = {}
+    for v in videos:
+        for w in v.get("warnings") or []:
+            code = w.split(":", 1)[0]
+            codes[code] = codes.get(code, 0) + 1
+    return {"videos": sum(1 for v in videos if v.get("warnings")), "by_code": dict(sorted(codes.items()))}
 
 
 def column_stats(store: OutputStore, table: str, max_columns: int = 60) -> list[dict[str, Any]]:
@@ -110,6 +121,12 @@ def format_funnel(f: dict[str, Any]) -> str:
         lines.append(f"  {st['stage']:<24}{st['count']:>7}  {st['hours']:>11.4f}")
         for r in st["reasons"]:
             lines.append(f"    {r['level'] + ':' + r['reason']:<22}{r['count']:>7}  {r['hours']:>11.4f}")
+    w = f.get("warnings") or {}
+    if w.get("videos"):
+        lines.append("")
+        lines.append(f"WARNINGS (processed anyway)  videos with warnings: {w['videos']}")
+        for code, n in w["by_code"].items():
+            lines.append(f"  {code:<24}{n:>7}")
     return "\n".join(lines)
 
 
