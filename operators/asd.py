@@ -379,7 +379,8 @@ class ConversationOperator(Operator):
         codes_k, sigs_k = self._states(results, k) if k else (codes0, sigs0)
         share = cfg.offset_min_speak_share
         actions = [st.offset_rule(shot_off, shot_gain, st.speaks(a, share) or st.speaks(b, share), min_gain,
-                                  cfg.max_offset_s() * fps, fps) for a, b in zip(codes0, codes_k)]
+                                  cfg.max_offset_s() * fps, fps, cfg.offset_correct_min_gain)
+                   for a, b in zip(codes0, codes_k)]
         corrected = any(a == st.OFFSET_CORRECT for a, _ in actions)
         # one audio track per shot: when a speaker's offset is corrected, the whole shot's audio is shifted
         # (listeners included, so that their listen audio lines up with the speaker's speak frames)

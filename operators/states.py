@@ -248,7 +248,7 @@ OFFSET_UNKNOWN, OFFSET_RECORDED, OFFSET_CORRECT, OFFSET_REJECT = "unknown", "rec
 
 
 def offset_rule(offset_s: float, gain: float, speaks: bool, min_gain: float, max_offset_frames: float,
-                fps: float = 25.0) -> tuple[str, float]:
+                fps: float = 25.0, correct_min_gain: float | None = None) -> tuple[str, float]:
     """What to do with a measured audio-visual offset (issue 21; LatentSync's rule: keep |offset| <= 6
     frames with confidence, shift the audio to offset 0). Returns (action, shift_s):
 
@@ -257,7 +257,9 @@ def offset_rule(offset_s: float, gain: float, speaks: bool, min_gain: float, max
     * ``recorded``: a confident offset, but the person does not speak: a listener's lips are not expected
       to follow the voice, so it is only recorded (never a reject);
     * ``correct``: the person speaks and the confident offset is at most ``max_offset_frames``: the audio
-      is to be shifted by ``shift_s`` (the offset rounded to whole frames; positive: audio late);
+      is to be shifted by ``shift_s`` (the offset rounded to whole frames; positive: audio late), when
+      its gain also reaches ``correct_min_gain`` (a shift must be surer than a reject's "not in sync at 0";
+      below it the small offset is recorded and left alone);
     * ``reject``: the person speaks and the confident offset is larger (reject reason ``av_offset``).
     """
     if offset_s is None or not np.isfinite(offset_s) or gain is None or not np.isfinite(gain) or gain < min_gain:
@@ -266,6 +268,8 @@ def offset_rule(offset_s: float, gain: float, speaks: bool, min_gain: float, max
         return OFFSET_RECORDED, 0.0
     frames = float(offset_s) * fps
     if abs(frames) <= max_offset_frames + 1e-6:
+        if correct_min_gain is not None and gain < correct_min_gain:
+            return OFFSET_RECORDED, 0.0
         return OFFSET_CORRECT, round(frames) / fps
     return OFFSET_REJECT, 0.0
 
