@@ -94,7 +94,7 @@ def _rotated(out_dir, name: str, transpose: int, rotate: int) -> Path:
 
 
 # transpose=1 stores the picture turned 90 degrees clockwise and the tag rotate=90 turns it back at
-# display (ffprobe shows the display matrix as rotation -90/90); transpose=2 pairs with rotate=270.
+# display (ffprobe: rotation 90; the pipeline: rotation_deg 90 or 270); transpose=2 pairs with rotate=270 (-90).
 # Checked: ffmpeg's auto-rotated decode of both correlates ~1.0 with the upright reference's frames.
 def rotated_90(out_dir) -> Path:
     return _rotated(out_dir, "rotated_90", transpose=1, rotate=90)
