@@ -19,16 +19,8 @@ CONCAT_PARTS = 3  # bench.variants.concat_timebases: three 3.5 s parts
 
 pytestmark = pytest.mark.slow
 
-# Pipeline bug found by this file (not fixed here), on the concatenation (timestamps_regenerated), same
-# input file, two outcomes across runs: (a) the conversation stage fails for the whole video with
-# internal_error "ValueError: operands could not be broadcast together with shapes (1,19) (1,25)" in
-# operators/states.py decide_states (from operators/asd.py _states/_decide_shot): shots 3/3 kept, video
-# rejected, no clips; (b) the video is ok but each 3.44 s shot (86-88 frames) yields one clip of only
-# 18-19 frames (0.72-0.76 s, below shots.min_clip_s 3.0), where every other single-face variant's clip
-# spans its whole shot.
-CONCAT_BUG = pytest.mark.xfail(strict=False, reason="pipeline bug on timestamps_regenerated concat input: conversation "
-                                                    "internal_error (broadcast (1,19) vs (1,25) in states.decide_states) "
-                                                    "or clips of 19 frames in 86-frame shots")
+# concat_timebases caught a pipeline bug (clips of 19 frames in 86-frame shots, or a conversation
+# internal_error) with code before commit 4c0b0ba, which fixed the videos row's fps after regeneration.
 # Stages the checks need (clip media, crops, frame_states); face analysis, references, captions and
 # embeddings are left out to keep the run short.
 STAGES = ["probe", "shots", "clips", "people", "separation", "conversation"]
@@ -79,7 +71,7 @@ def test_every_input_is_accounted(yield_run):
     assert yield_run["summary"]["input_files"]["media"] == len(SUBSET)
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=CONCAT_BUG) if n == "concat_timebases" else n for n in SUBSET])
+@pytest.mark.parametrize("name", SUBSET)
 def test_variant_yields_clips(yield_run, name):
     v = yield_run["videos"][name]
     assert v["status"] == "ok", (v["reason"], _rejects(yield_run, name))
@@ -164,7 +156,6 @@ def test_per_frame_lists_match_clip_media(yield_run, name):
                 assert len(c[col]) == n, (name, c["clip_id"], col, len(c[col]), n)
 
 
-@CONCAT_BUG
 def test_concat_timebases_regenerated(yield_run):
     v = yield_run["videos"]["concat_timebases"]
     assert v["timestamps_regenerated"] is True, v["warnings"]
