@@ -38,6 +38,7 @@ from operators import states as st
 log = logging.getLogger(__name__)
 STAGE = "conversation"
 SR = 16000
+ASD_FPS = 25.0  # LR-ASD's input frame rate (models.lr_asd.VIDEO_FPS): the grid every per-frame label is on
 
 
 def clip_face_boxes(clip: dict, n: int) -> np.ndarray:
@@ -170,7 +171,7 @@ class ConversationOperator(Operator):
     def params(self) -> st.StateParams:
         c = self.settings.conversation
         return st.StateParams(
-            fps=25.0, speak_threshold=c.speak_threshold, speak_hysteresis=c.speak_hysteresis,
+            fps=ASD_FPS, speak_threshold=c.speak_threshold, speak_hysteresis=c.speak_hysteresis,
             vad_threshold=c.vad_threshold, vad_hysteresis=c.vad_hysteresis, min_speech_gap_s=c.min_speech_gap_s,
             sync_min=c.sync_param("sync_min"), cross_margin=c.sync_param("cross_margin"), min_sync_frames=c.min_sync_frames,
             motion_threshold=c.motion_threshold, smooth_frames=c.smooth_frames, sync_smooth_frames=int(c.sync_param("sync_smooth_frames")),
@@ -178,7 +179,7 @@ class ConversationOperator(Operator):
 
     def lags(self) -> np.ndarray:
         c = self.settings.conversation
-        k = int(round(c.offset_scan_s * 25.0))
+        k = int(round(c.offset_scan_s * ASD_FPS))
         step = max(1, int(c.offset_step_frames))
         return np.arange(-(k // step) * step, k + 1, step)
 
@@ -191,7 +192,7 @@ class ConversationOperator(Operator):
 
         cfg = self.settings.conversation
         n = len(frames)
-        track = self.landmarker.track(frames, 25.0, target_boxes=[None if not np.all(np.isfinite(b)) else b for b in boxes],
+        track = self.landmarker.track(frames, ASD_FPS, target_boxes=[None if not np.all(np.isfinite(b)) else b for b in boxes],
                                       every=cfg.landmark_every)
         mo = mouth_openness(track)
         if cfg.landmark_every > 1:
@@ -216,7 +217,7 @@ class ConversationOperator(Operator):
         s0[~have_face] = np.nan
         visual = _extend(self.scorer.visual_scores(cache), n)
         visual[~have_face] = np.nan
-        motion = st.mouth_motion(mo, 25.0, cfg.mouth_window_s)
+        motion = st.mouth_motion(mo, ASD_FPS, cfg.mouth_window_s)
         lags = self.lags()
         from models.lr_asd_sync import sync_scores
 
@@ -267,7 +268,7 @@ class ConversationOperator(Operator):
         i = int(np.nanargmax(curve))
         bias = cfg.offset_param("offset_bias_frames")
         zero = int(np.argmin(np.abs(lags - bias)))
-        off = (float(lags[i]) - bias) / 25.0
+        off = (float(lags[i]) - bias) / ASD_FPS
         return off, float(curve[i] - curve[zero])
 
     def shot_offset(self, results: list[tuple[dict, ClipAnalysis, np.ndarray]]) -> tuple[float, float]:
@@ -319,15 +320,15 @@ class ConversationOperator(Operator):
                     off = float(c["start_s"]) - shot_t0
                     if shot_audio is not None:
                         a0 = max(0, int(round(off * SR)))
-                        audio = fit(shot_audio[a0:], int(round(n / 25.0 * SR)))
+                        audio = fit(shot_audio[a0:], int(round(n / ASD_FPS * SR)))
                         probs, p0 = shot_probs, off
                     else:
-                        audio = fit(read_clip_audio(c, SR, timeout_s=timeout), int(round(n / 25.0 * SR)))
+                        audio = fit(read_clip_audio(c, SR, timeout_s=timeout), int(round(n / ASD_FPS * SR)))
                         probs, p0 = self.vad.speech_probabilities(audio), 0.0
-                    speech = vad_to_frames(probs, n, 25.0, p0)
+                    speech = vad_to_frames(probs, n, ASD_FPS, p0)
                     boxes = clip_face_boxes(c, n)
                     res = self.analyse(frames, audio, boxes, speech)
-                    res.speech_at = lambda k, probs=probs, n=n, p0=p0: vad_to_frames(probs, n, 25.0, p0 + k / 25.0)
+                    res.speech_at = lambda k, probs=probs, n=n, p0=p0: vad_to_frames(probs, n, ASD_FPS, p0 + k / ASD_FPS)
                 except MediaError as exc:
                     task.drop_clip(c, STAGE, exc.reason, str(exc))
                     counts["dropped"] += 1
@@ -350,7 +351,7 @@ class ConversationOperator(Operator):
                 ) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
         """Per clip state codes of one shot decided with its audio shifted by k frames, and the (speak,
         sync, speech) signals they were decided on."""
-        fps = 25.0
+        fps = ASD_FPS
         t0 = min(float(c["start_s"]) for c, _, _ in results)
         starts = [int(round((float(c["start_s"]) - t0) * fps)) for c, _, _ in results]
         T = max(s + r.n for s, (_, r, _) in zip(starts, results))
@@ -369,7 +370,7 @@ class ConversationOperator(Operator):
 
     def _decide_shot(self, task: VideoTask, results: list[tuple[dict, ClipAnalysis, np.ndarray]], counts: dict) -> None:
         cfg = self.settings.conversation
-        fps = 25.0
+        fps = ASD_FPS
         min_gain = cfg.offset_param("offset_min_gain")
         shot_off, shot_gain = self.shot_offset(results)
         codes0, sigs0 = self._states(results, 0)

@@ -131,7 +131,7 @@ class PeopleSettings(Section):
     crop_body_faces: float = Field(1.0, ge=0, description="Extra face heights below the head (upper body) in the crop.")
     crop_aspect: float = Field(1.0, gt=0, description="Width/height of single-person crops.")
     clip_size_px: int = Field(512, ge=64, description="Height of encoded single-person clips (width = height * crop_aspect, even).")
-    clip_fps: float = Field(25.0, gt=0, description="Frame rate of encoded clips (LR-ASD uses 25 fps).")
+    clip_fps: float = Field(25.0, gt=0, description="The output frame rate: clip media and every per-frame label (frame_states, speak_scores, mouth_open, boxes) are on this grid, whatever the input's rate (23.976-60 fps, variable) is. 25 as the LPM data uses; the conversation stage requires 25 (LR-ASD's input rate).")
     identity_model: Literal["mobilefacenet", "arcface"] = "mobilefacenet"
     identity_threshold: float = Field(0.40, ge=-1, le=1, description="Cosine similarity for 'same person' (measured for MobileFaceNet).")
     identity_faces_per_track: int = Field(8, ge=1, description="Best faces (score x size) averaged into a track's embedding.")
@@ -333,6 +333,10 @@ class Settings(Section):
             raise ValueError("shots.max_clip_s must be >= shots.min_clip_s")
         if self.quality.max_people < self.quality.min_people:
             raise ValueError("quality.max_people must be >= quality.min_people")
+        if self.people.clip_fps != 25.0 and (self.stages is None or "conversation" in self.stages):
+            # the conversation stage labels on LR-ASD's 25 fps input grid (operators.asd.ASD_FPS)
+            raise ValueError(f"people.clip_fps={self.people.clip_fps}: the conversation stage labels frames on LR-ASD's "
+                             "25 fps grid, so clips must be encoded at 25 fps while it runs")
         return self
 
     # ------------------------------------------------------------------ helpers

@@ -113,3 +113,15 @@ def test_audio_warning_is_recorded_not_fatal(tmp_path, settings, media_dir):
                              "[null @ 0x1] Application provided invalid, non monotonically increasing dts to muxer in stream 0: 1404 >= 1390\n")
     assert msgs[0] == "[mp3] Header missing (x2)"
     assert "N >= M" in msgs[1]
+
+
+def test_output_frame_rate_is_one_setting():
+    """Labels are on LR-ASD's grid; the config refuses an output rate the conversation stage cannot label."""
+    from models.lr_asd import VIDEO_FPS
+    from operators.asd import ASD_FPS
+    from pipeline.config import Settings
+
+    assert ASD_FPS == VIDEO_FPS == Settings().people.clip_fps
+    with pytest.raises(ValueError, match="clip_fps"):
+        Settings.model_validate({"people": {"clip_fps": 30.0}})
+    assert Settings.model_validate({"people": {"clip_fps": 30.0}, "stages": ["probe", "shots", "clips", "people"]})
