@@ -264,6 +264,13 @@ class LowResVideo:
         return t
 
 
+def time_of(frame: int, times: list[float], end_s: float) -> float:
+    """Presentation time of a source frame index; one past the last frame is the end of the video."""
+    if frame >= len(times):
+        return end_s
+    return times[max(0, frame)]
+
+
 def open_video(path: str, width: int = 256, fast: bool = True) -> LowResVideo:
     return LowResVideo(path, width=width, fast=fast)
 

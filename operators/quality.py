@@ -584,7 +584,7 @@ class FrameStats:
     # ------------------------------------------------------------------ aggregation
     def shot_scores(self, a: int, b: int, times: list[float], end_s: float, info) -> dict[str, float]:
         """Scores of source frames [a, b)."""
-        from operators.shots import time_of
+        from operators.decode import time_of
 
         q: dict[str, float] = {}
         q["duration_s"] = time_of(b, times, end_s) - time_of(a, times, end_s)

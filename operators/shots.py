@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from operators.base import Deadline, Operator, Resources, VideoTask
+from operators.decode import time_of
 from operators.media import MediaError
 
 STAGE = "shots"
@@ -265,12 +266,6 @@ def plan_shots(cuts: list[Cut], n_frames: int, trim_frames: int) -> list[dict[st
             prev_end = max(c.frame, c.span_end)
             prev_name = c.detector
     return shots
-
-
-def time_of(frame: int, times: list[float], end_s: float) -> float:
-    if frame >= len(times):
-        return end_s
-    return times[max(0, frame)]
 
 
 # --------------------------------------------------------------------------------------------- operator
