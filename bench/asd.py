@@ -34,12 +34,12 @@ def main(argv=None) -> dict:
     import torch
 
     torch.set_num_threads(args.threads)
-    from models.landmarks import FaceLandmarker, mouth_openness
+    from models.landmarks import FaceLandmarker
     from models.lr_asd import ASDScorer, crop_faces, mfcc
     from models.vad import SileroVAD
     from operators.asd import ConversationOperator, median_boxes
     from operators.clipmedia import read_clip_audio, read_clip_frames
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     if args.models:
@@ -63,7 +63,6 @@ def main(argv=None) -> dict:
 
     lm = FaceLandmarker.from_settings(s, num_faces=2)
     track = timed("landmarks", lambda: lm.track(frames, 25.0))
-    mo = mouth_openness(track)
     boxes = np.array([f.box if f is not None else [np.nan] * 4 for f in track], np.float32)
     boxes[:, 1] -= 0.12 * (boxes[:, 3] - boxes[:, 1])
     faces = timed("face_crops", lambda: crop_faces(frames, median_boxes(boxes), cfg.crop_scale))

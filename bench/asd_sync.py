@@ -22,7 +22,7 @@ import argparse
 import time
 from pathlib import Path
 
-from models.lr_asd_sync_train import evaluate
+from train.sync_head import evaluate
 
 HELD_OUT = ("talking_face_4", "talking_face_5", "talking_hdtf_hill")
 
@@ -36,7 +36,7 @@ def composites(tmp: Path, head: Path | None = None, signals=("head", "av_minus_v
     from models.registry import default_model_dir
     from operators.asd import ConversationOperator
     from operators.base import Deadline
-    from pipeline.config import REPO_ROOT, Settings
+    from schemas.settings import REPO_ROOT, Settings
 
     sys.path.insert(0, str(REPO_ROOT / "tests"))
     import test_asd_media as tm  # the test-time composite builders (ground truth by construction)
@@ -93,17 +93,17 @@ def composites(tmp: Path, head: Path | None = None, signals=("head", "av_minus_v
 def offset_calibration(tmp: Path, lopo_dir: Path, shifts=(0.0, 0.3, 0.5)) -> dict:
     """Offset-reject threshold of the sync head on TRAINING people only: both-talk composites of each pair
     of the single-talker training people, in sync and with the audio delayed, decided with each of the
-    two leave-one-person-out heads (lopo_<person>.pt from `python -m models.lr_asd_sync_train --calibrate
+    two leave-one-person-out heads (lopo_<person>.pt from `python -m train.sync_head --calibrate
     DIR`) that did not see one of the two. Returns the pooled peak lag and gain per case and the largest
     in-sync / smallest delayed gain (conversation.offset_min_gain goes between them)."""
     import sys
 
     from models.lr_asd_sync import load_head
-    from models.lr_asd_sync_train import TRAIN_PEOPLE, single_talkers
+    from train.sync_head import TRAIN_PEOPLE, single_talkers
     from models.registry import default_model_dir
     from operators.asd import ConversationOperator
     from operators.base import Deadline
-    from pipeline.config import REPO_ROOT, Settings
+    from schemas.settings import REPO_ROOT, Settings
 
     sys.path.insert(0, str(REPO_ROOT / "tests"))
     import test_asd_media as tm

@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -55,7 +54,7 @@ def main(argv=None) -> None:
     from operators.audio import AudioTracksOperator, SeparationOperator
     from operators.base import Deadline
     from operators.media import decode_audio, decode_flac
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     media = Path(args.media)
     mix_uri = str(media / "audio" / "speech_plus_music_snr0.wav")

@@ -28,7 +28,7 @@ SAMPLES = [("720p", "interview_two_people.mp4", 1280, 720, 25.0), ("1080p", "cro
 def bench_tracking(args) -> None:
     from operators.base import Deadline
     from operators.people import PeopleOperator
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     s.people.face_detector = args.face_detector
@@ -60,7 +60,7 @@ def bench_identity(args) -> None:
 
     from models.faces import load_face_detector
     from models.identity import align_face, load_identity_model
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     det = load_face_detector(s, "scrfd")

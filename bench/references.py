@@ -23,7 +23,7 @@ STAGES = ("faces", "references", "captions", "embeddings")
 
 
 def main(argv=None) -> int:
-    from pipeline.config import Settings
+    from schemas.settings import Settings
     from pipeline.runner import run
     from pipeline.store import OutputStore
 

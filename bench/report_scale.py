@@ -20,7 +20,7 @@ from bench.common import measure  # noqa: E402
 
 
 def write_output(out: str, n_videos: int, clips_per_video: int, source: str) -> None:
-    from pipeline.config import Settings
+    from schemas.settings import Settings
     from pipeline.store import OutputStore
 
     rng = random.Random(0)

@@ -131,7 +131,7 @@ def pip_report(shared: Path, clean: list[str]) -> int:
     from operators.base import VideoTask, run_operator
     from operators.probe import ProbeOperator
     from operators.shots import ShotOperator
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     s.probe.require_audio = False
@@ -149,7 +149,7 @@ def pip_report(shared: Path, clean: list[str]) -> int:
     print(f"quality.max_pip_score = {limit}  (inset margin = score - threshold, must be > 0; clean margin = "
           f"threshold - score, must be > 0)")
     print("None of these composites was used to train the inset model or to choose the threshold (the model "
-          "trains on synthetic\ninsets composited in numpy: python -m models.pip_train; its card has the "
+          "trains on synthetic\ninsets composited in numpy: python -m train.pip_inset; its card has the "
           "host-held-out folds).")
     groups = {"fixed": [(*c, "white") for c in PIP_CASES], "random": random_cases()}
     found: dict[str, list[float]] = {}
@@ -200,7 +200,7 @@ def main(argv=None) -> int:
 
     from operators.probe import ProbeOperator
     from operators.shots import ShotOperator
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     s.probe.require_audio = False

@@ -32,11 +32,11 @@ def run_pipeline(inputs: list[str], out: str | Path, config: str | None = None, 
     $LPM_MODEL_DIR); returns the summary. The near-duplicate pass is off unless dedupe: variants are
     built from the same sources on purpose (upright/rotated_*, the fps and audio variants), so it would
     reject all but one of each family as 'duplicate'."""
-    from pipeline.config import Settings
+    from schemas.settings import Settings
     from pipeline.runner import run
 
     if config:
-        from pipeline.config import load_settings
+        from schemas.settings import load_settings
 
         settings = load_settings(config)
     else:

@@ -148,7 +148,7 @@ class YunetOrtDetector:
         outs = dict(zip([o.name for o in self.sess.get_outputs()], self.sess.run(None, {"input": blob})))
         boxes, scores, kpss = [], [], []
         for stride in (8, 16, 32):
-            cols, rows = pw // stride, ph // stride
+            cols = pw // stride
             cls = outs[f"cls_{stride}"][0, :, 0]
             obj = outs[f"obj_{stride}"][0, :, 0]
             score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))

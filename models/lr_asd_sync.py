@@ -10,7 +10,7 @@ the conversation stage already computes (operators/asd.py) and only the back end
 File format (``models/weights/lr_asd_sync_head.pt``, registry ``lr-asd-sync``): a weights-only state
 dict of the back end tensors (``model.fusion.*``, ``model.detector.*``, ``lossAV.FC.*``, names as in the
 official checkpoint) plus ``meta.*`` tensors: none of the official encoder weights are stored. The
-training recipe (people, negatives, steps, seed) is ``models/lr_asd_sync_train.py``; it writes the file
+training recipe (people, negatives, steps, seed) is ``train/sync_head.py``; it writes the file
 and a JSON recipe card next to it, and the registry pins its sha256.
 
 The output is a log-odds (class 1 minus class 0 of the fine-tuned head): > 0 means "in sync and speaking".

@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.config import REPO_ROOT
+from schemas.settings import REPO_ROOT
 
 
 @dataclass(frozen=True)
@@ -77,13 +77,13 @@ register(ModelSpec(
 register(ModelSpec(
     "lr-asd-sync", "audio-visual sync head on LR-ASD embeddings (ours: fine-tuned back end, no encoder weights)",
     (ModelFile("lr_asd_sync_head.pt", "f3af32e17f7b2fcdeb35d30b6c3eecc0509f470064fd01e24b16d299383cf3d5", ""),),
-    "MIT (ours; base: LR-ASD pretrain_AVA, MIT)", "this repository: python -m models.lr_asd_sync_train (recipe card "
+    "MIT (ours; base: LR-ASD pretrain_AVA, MIT)", "this repository: python -m train.sync_head (recipe card "
     "models/weights/lr_asd_sync_head.json)", "torch (state dict, weights_only)",
     fallback="conversation.sync_signal: av_minus_visual (the published checkpoint's evidence)", bundled=True))
 register(ModelSpec(
     "pip-inset", "picture-in-picture inset scorer (ours: logistic model over 15 rectangle cues, quality stage)",
     (ModelFile("pip_inset.json", "562fe7463dfbfe9454c6e3403808f56af21efa39f0d10eac2523e1949f879497", ""),),
-    "MIT (ours)", "this repository: python -m models.pip_train (recipe card models/weights/pip_inset_card.json)",
+    "MIT (ours)", "this repository: python -m train.pip_inset (recipe card models/weights/pip_inset_card.json)",
     "numpy (JSON weights)", fallback="pip_score is NaN (the picture_in_picture check never fails)", bundled=True))
 register(ModelSpec(
     "scrfd-500m", "face detection (5 keypoints)",

@@ -17,6 +17,7 @@ as a reject with reason ``internal_error`` so the rest of the run goes on.
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import json
 import time
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
 try:
     from importlib.metadata import version as _pkg_version
@@ -123,7 +124,7 @@ class VideoTask:
             warnings.append(text)
 
     # ------------------------------------------------------------------ source media
-    def source(self):
+    def source(self) -> "contextlib.AbstractContextManager[str]":
         """Context manager giving a local path of the media every stage reads: the normalised copy made
         at probe time when the input's timestamps had to be regenerated, else the input itself (remote
         inputs staged to a temporary file)."""
@@ -131,7 +132,6 @@ class VideoTask:
 
         prepared = self.scratch.get("source_path")
         if prepared:
-            import contextlib
             import os
 
             if os.path.exists(prepared):

@@ -40,7 +40,7 @@ from operators.base import Deadline, Operator, Resources, VideoTask
 from operators.clipmedia import encode_crop
 from operators.clips import clip_id, frame_time, plan_windows
 from operators.media import MediaError, ffmpeg_bin
-from operators.tracking import Person, Track, Tracker, link_faces_bodies
+from operators.tracking import Track, Tracker, link_faces_bodies
 
 STAGE = "people"
 log = logging.getLogger("lpm.people")
@@ -400,7 +400,7 @@ class PeopleOperator(Operator):
         cannot = set()
         for i in range(len(kept)):
             for j in range(i + 1, len(kept)):
-                (si, ti, _, (ai, bi), _), (sj, tj, _, (aj, bj), _) = kept[i], kept[j]
+                (si, _, _, (ai, bi), _), (sj, _, _, (aj, bj), _) = kept[i], kept[j]
                 if si["shot_index"] == sj["shot_index"] and ai < bj and aj < bi:
                     cannot.add((i, j))
         labels = cluster_embeddings(mat, cfg.identity_threshold, cannot) if len(mat) else []

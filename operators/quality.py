@@ -193,7 +193,7 @@ def border_share(sizes: tuple[int, int, int, int], h: int, w: int) -> float:
 # Shot-level evidence, gathered in windows of PIP_WINDOW frames taken PIP_FPS times a second (each with the
 # frame decoded just before it, for the temporal activity): persistent straight step edges form candidate
 # rectangles; a small logistic model (models/weights/pip_inset.json, trained on synthetic insets by
-# ``python -m models.pip_train``) scores each from cues that separate a composited inset from scene structure.
+# ``python -m train.pip_inset``) scores each from cues that separate a composited inset from scene structure.
 PIP_FPS = 4.0
 PIP_WINDOW = 8              # frames per window (2 s at PIP_FPS)
 PIP_EDGE = 6.0              # |step| over 2 px (gray levels, 3x3 Gaussian first) that counts as an edge

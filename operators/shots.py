@@ -21,7 +21,6 @@ Reject reasons (level video): decode_failed, no_video_stream, timeout.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 

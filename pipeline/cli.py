@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 
-from pipeline.config import ConfigError, load_settings
+from schemas.settings import ConfigError, load_settings
 
 
 def _cmd_run(args) -> int:

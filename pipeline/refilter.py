@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.config import Settings
+from schemas.settings import Settings
 from pipeline.store import OutputStore
 
 SHOT_DECISION_STAGES = ("shots", "quality", "people")

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline import report_plots as plots
-from pipeline.config import Settings
+from schemas.settings import Settings
 from pipeline.inputs import real_uri
 from pipeline.report_data import RunReader, finite, hours, map_columns, map_entries, summary, value_counts, word_counts
 from pipeline.store import OutputStore

@@ -15,7 +15,7 @@ import uuid
 from typing import Any
 
 from operators.base import CODE_VERSION, VideoTask, run_operator
-from pipeline.config import Settings, settings_from_json
+from schemas.settings import Settings, settings_from_json
 from pipeline.inputs import collect_inputs, text_uri
 from pipeline.stages import build_operators
 from pipeline.store import OutputStore

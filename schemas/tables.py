@@ -7,6 +7,7 @@ metadata. ``python -m schemas.docgen`` renders docs/SCHEMA.md from the definitio
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -193,7 +194,7 @@ class SchemaError(ValueError):
     pass
 
 
-def to_table(name: str, rows: list[dict]) -> pa.Table:
+def to_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
     """Build a validated table from row dicts: unknown keys are an error, missing nullable columns are null."""
     spec = TABLES[name]
     known = set(spec.schema.names)
@@ -227,7 +228,7 @@ def validate(name: str, table: pa.Table) -> pa.Table:
     return table.replace_schema_metadata(spec.schema.metadata)
 
 
-def _sort_val(v):
+def _sort_val(v: Any) -> tuple[int, Any]:
     if v is None:
         return (0, "")
     return (1, v)

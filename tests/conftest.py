@@ -46,7 +46,7 @@ def artifacts_dir() -> Path:
 @pytest.fixture
 def settings(model_dir):
     """Default settings pointing at the shared model directory."""
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     s.models.dir = str(model_dir)

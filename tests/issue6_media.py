@@ -115,7 +115,7 @@ def run_stages(settings, task):
 @functools.cache
 def processed_composite(base: str, media_dir: str, model_dir: str):
     """(settings, source path, processed task) built once per test session."""
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     settings = Settings()
     settings.models.dir = model_dir

@@ -22,7 +22,7 @@ VIDEOS = ["talking_face_1.mp4", "talking_face_3.mp4", "stage_performer_audience_
 
 
 def _settings(model_dir):
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     s.models.dir = str(model_dir)
@@ -78,7 +78,7 @@ def _provenance(stage: str, model: str) -> dict[str, str]:
 def write_enriched(out: Path, media_dir: Path) -> Path:
     from operators.clipmedia import encode_crop
     from operators.clips import clip_id as make_clip_id
-    from pipeline.config import Settings
+    from schemas.settings import Settings
     from pipeline.store import OutputStore
 
     rng = random.Random(7)

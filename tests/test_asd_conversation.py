@@ -16,7 +16,7 @@ _OP = {}
 
 def operator(model_dir, **overrides):
     from operators.asd import ConversationOperator
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     key = tuple(sorted(overrides.items()))
     if key not in _OP:
@@ -131,7 +131,7 @@ def test_no_speech_videos_have_almost_no_speak(media_dir, model_dir, capsys, nam
 def test_missing_weights_reject_video_and_clips_without_media_are_left(tmp_path):
     from operators.asd import ConversationOperator
     from operators.base import VideoTask, run_operator
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     s.models.dir = str(tmp_path)  # empty: no LR-ASD weights

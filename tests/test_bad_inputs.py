@@ -12,7 +12,7 @@ from pipeline.store import OutputStore
 
 @pytest.fixture(scope="module")
 def bad_run(tmp_path_factory, media_dir, model_dir):
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     root = tmp_path_factory.mktemp("bad")
     src = media_dir / "video" / "talking_face_1.mp4"

@@ -132,7 +132,7 @@ def test_vlm_backend_from_local_dir(settings, composite, tmp_path):
 
 
 def test_vlm_without_model_dir_rejects_with_model_missing(settings, tmp_path):
-    from operators.base import Deadline, VideoTask, run_operator
+    from operators.base import VideoTask, run_operator
     from operators.captions import CaptionOperator
 
     s = settings.model_copy(deep=True)

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import ConfigError, Settings, load_settings
+from schemas.settings import ConfigError, Settings, load_settings
 from pipeline.inputs import expand_inputs
 from schemas import SCHEMA_VERSION, SchemaError, to_table, validate
 

@@ -44,7 +44,7 @@ def test_speaks_needs_a_share_of_speak_frames():
 
 
 def test_settings_limit():
-    from pipeline.config import ConversationSettings
+    from schemas.settings import ConversationSettings
 
     c = ConversationSettings()
     assert c.max_offset_frames == 6 and abs(c.max_offset_s() - 0.24) < 1e-9
@@ -90,7 +90,7 @@ def _shot(op, people: list[tuple[bool, int]]):
 @pytest.fixture
 def decider():
     from operators.asd import ConversationOperator
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     s.conversation.sync_signal = "head"  # absolute sync evidence: the synthetic sync 1.0 is in sync

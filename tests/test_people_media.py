@@ -35,7 +35,7 @@ def people_task(uri, settings, cuts=()):
 
 @pytest.fixture(scope="module")
 def fast_settings(model_dir):
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     s.models.dir = str(model_dir)

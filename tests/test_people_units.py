@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from operators.tracking import Person, Tracker, iou, link_faces_bodies, smooth_boxes
+from operators.tracking import Person, Tracker, link_faces_bodies, smooth_boxes
 
 
 def _face(cx, cy, s=60.0, score=0.9):

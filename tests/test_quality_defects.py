@@ -78,7 +78,7 @@ def clips(media_dir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scored(clips, model_dir):
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     s.models.dir = str(model_dir)
@@ -112,7 +112,7 @@ def test_bars_are_cropped_not_fatal(media_dir, tmp_path, settings, vf, kind, box
     """Letterbox/pillarbox bars are cropped away: the shot is kept, its active picture is the padded
     content (within 2 decode pixels = 4 source px), and the image scores are those of the content."""
     clip = make_clip(media_dir, tmp_path / f"{kind}.mp4", vf, tmp_path)
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     s.models.dir = settings.models.dir

@@ -87,7 +87,7 @@ def test_kill_9_then_rerun_gives_the_same_tables(tmp_path, inputs, reference, mo
 
 
 def test_rerun_skips_finished_videos(tmp_path, inputs, model_dir):
-    from pipeline.config import Settings
+    from schemas.settings import Settings
     from pipeline.runner import run
 
     s = Settings()

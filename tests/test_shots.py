@@ -35,7 +35,7 @@ def decode_and_detect(path: Path, settings):
 @pytest.fixture(scope="module")
 def golden_runs(media_dir):
     """Every golden video decoded once with the three PySceneDetect detectors we use."""
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     s = Settings()
     s.shots.detectors = ["content", "adaptive", "fade"]
@@ -192,6 +192,6 @@ def Settings_with(settings, **sections):
     data = settings.model_dump(mode="json")
     for k, v in sections.items():
         data[k].update(v)
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     return Settings.model_validate(data)

@@ -2,7 +2,7 @@
 voice at a time; and the same with the audio delayed by 0.5 s. Measured with the fine-tuned sync head
 (`conversation.sync_signal: head`) on held-out people only: the head was trained, and its thresholds
 calibrated leave-one-person-out, on talking_face_1/2, talking_hdtf_aoc and the interview
-(models/lr_asd_sync_train.py); talking_face_3 is the same woman as talking_hdtf_aoc, so it is not used
+(train/sync_head.py); talking_face_3 is the same woman as talking_hdtf_aoc, so it is not used
 here. `python -m bench.asd_sync --composites` prints the same cases for the default signal (before)."""
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_globally_delayed_audio_is_rejected(tmp_path, media_dir, model_dir, caps
 
 
 def test_offset_parameters_follow_the_offset_signal():
-    from pipeline.config import SYNC_DEFAULTS, ConversationSettings
+    from schemas.settings import SYNC_DEFAULTS, ConversationSettings
 
     c = ConversationSettings(sync_signal="av_minus_visual", sync_min=-0.5)
     assert c.offset_signal_name() == "head"

@@ -1,5 +1,5 @@
 """The LR-ASD sync head (models/lr_asd_sync.py): storage format, strict loading, scoring contract, and the
-training recipe end to end on a tiny budget (models/lr_asd_sync_train.py)."""
+training recipe end to end on a tiny budget (train/sync_head.py)."""
 from __future__ import annotations
 
 import json
@@ -84,7 +84,7 @@ def test_sync_phases_average_shifted_tilings():
 
 
 def test_training_recipe_runs_and_is_seeded(tmp_path, media_dir, model_dir):
-    from models.lr_asd_sync_train import train
+    from train.sync_head import train
 
     media = media_dir
     a = train(media, model_dir, tmp_path / "a.pt", steps=3, augs=1, batch=2, people=("talking_face_2",), log_every=0)
@@ -102,7 +102,7 @@ def test_training_recipe_runs_and_is_seeded(tmp_path, media_dir, model_dir):
 def test_training_samples_by_construction():
     """Own voice (optionally jittered by a few frames) keeps the speech targets; shifted, other-voice and
     still samples are negatives, the shifted ones at least 8 frames away (beyond any own-voice jitter)."""
-    from models.lr_asd_sync_train import SPF, WIN, Person, sample_audio
+    from train.sync_head import SPF, WIN, Person, sample_audio
 
     t = 200
     audio = np.repeat(np.arange(t, dtype=np.float32), SPF)  # each frame's samples hold the frame index

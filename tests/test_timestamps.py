@@ -119,7 +119,7 @@ def test_output_frame_rate_is_one_setting():
     """Labels are on LR-ASD's grid; the config refuses an output rate the conversation stage cannot label."""
     from models.lr_asd import VIDEO_FPS
     from operators.asd import ASD_FPS
-    from pipeline.config import Settings
+    from schemas.settings import Settings
 
     assert ASD_FPS == VIDEO_FPS == Settings().people.clip_fps
     with pytest.raises(ValueError, match="clip_fps"):

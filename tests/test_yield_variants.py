@@ -28,7 +28,7 @@ STAGES = ["probe", "shots", "clips", "people", "separation", "conversation"]
 
 @pytest.fixture(scope="module")
 def yield_run(tmp_path_factory, media_dir, model_dir):
-    from pipeline.config import Settings
+    from schemas.settings import Settings
     from pipeline.runner import run
     from pipeline.store import OutputStore
 

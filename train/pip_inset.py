@@ -1,6 +1,6 @@
 """Recipe of the picture-in-picture inset model (models/weights/pip_inset.json, registry ``pip-inset``).
 
-    python -m models.pip_train [--media ../shared/media] [--out models/weights/pip_inset.json]
+    python -m train.pip_inset [--media ../shared/media] [--out models/weights/pip_inset.json]
 
 Deterministic (fixed seeds, full-batch gradient descent): the same media give the same weights.
 
@@ -266,7 +266,7 @@ def main(argv=None) -> int:
     hosts = sorted(V)
     folds = [([h for h in hosts if h not in FOLD_B], [h for h in hosts if h in FOLD_B])]
     folds.append((folds[0][1], folds[0][0]))
-    card: dict = {"file": Path(a.out).name, "command": "python -m models.pip_train", "hosts": hosts,
+    card: dict = {"file": Path(a.out).name, "command": "python -m train.pip_inset", "hosts": hosts,
                   "per_host": a.per_host, "heldout": []}
     for i, (tr, te) in enumerate(folds):
         X, Y = build(V, tr, a.per_host, seed=10 + i)

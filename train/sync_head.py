@@ -1,6 +1,6 @@
 """Training recipe of the LR-ASD sync head (models/lr_asd_sync.py), on CPU, from footage by construction.
 
-    python -m models.lr_asd_sync_train --media ../shared/media --out models/weights/lr_asd_sync_head.pt
+    python -m train.sync_head --media ../shared/media --out models/weights/lr_asd_sync_head.pt
 
 Data: clips of the TRAINING people only (``TRAIN_PEOPLE``; the conversation tests measure on other
 people): three talking-to-camera clips (talking_face_1, talking_face_2, talking_hdtf_aoc) and the two
@@ -314,7 +314,7 @@ def train(media: Path, model_dir, out: Path, steps: int = 1500, augs: int = 12, 
             "augment": "box scale/shift/jitter, crop scale 0.5-0.7, contrast/brightness, mirror; audio gain, noise, music",
             **meta, "loss_first_100": float(np.mean(hist[:100])), "loss_last_100": float(np.mean(hist[-100:])),
             "data_s": round(t_data, 1), "train_s": round(time.time() - t0 - t_data, 1),
-            "command": f"python -m models.lr_asd_sync_train --steps {steps} --augs {augs} --batch {batch} --lr {lr} --seed {seed} "
+            "command": f"python -m train.sync_head --steps {steps} --augs {augs} --batch {batch} --lr {lr} --seed {seed} "
                        f"--own-jitter {own_jitter} --people {' '.join(people)}"}
     out.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card
@@ -347,7 +347,7 @@ def evaluate(people: tuple[str, ...], head_path: Path | None, model_dir=None, me
     from operators.asd import vad_to_frames
 
     from models.registry import default_model_dir
-    from pipeline.config import REPO_ROOT
+    from schemas.settings import REPO_ROOT
 
     media = Path(media) if media else REPO_ROOT.parent / "shared" / "media"
     model_dir = model_dir or default_model_dir()
@@ -488,7 +488,7 @@ def main(argv=None) -> int:
     ap.add_argument("--own-jitter", type=int, default=0, help="own-voice positives taken up to this many frames early or late")
     ap.add_argument("--smooth", type=int, default=5, help="with --calibrate: smoothing (frames) of the evidence, as conversation.sync_smooth_frames")
     a = ap.parse_args(argv)
-    from pipeline.config import REPO_ROOT
+    from schemas.settings import REPO_ROOT
 
     media = Path(a.media) if a.media else REPO_ROOT.parent / "shared" / "media"
     out = Path(a.out) if a.out else REPO_ROOT / "models" / "weights" / "lr_asd_sync_head.pt"

@@ -63,7 +63,7 @@ class ShotSettings(Section):
     """Shot detection on the shared low-resolution decode; see docs/SHOTS.md."""
 
     detectors: list[Literal["content", "adaptive", "fade", "dissolve", "hash", "histogram"]] = Field(
-        default_factory=lambda: ["content", "fade", "dissolve"],
+        default_factory=lambda: ["content", "fade", "dissolve"],  # type: ignore[arg-type]
         description="Cut detectors whose cuts are merged: PySceneDetect content/adaptive/hash/histogram, 'fade' (ThresholdDetector: fades to black), 'dissolve' (cross-dissolves and fades by linearity).",
     )
     decode_width_px: int = Field(256, ge=32, description="Width of the shared low-resolution decode used by shots and quality.")
@@ -96,7 +96,7 @@ class QualitySettings(Section):
     max_frozen_s: float = Field(1.0, gt=0, description="Longest run of identical consecutive frames above which a shot is 'frozen'.")
     max_motion: float | None = Field(None, gt=0, description="Median optical-flow motion (frame widths per second) above which a shot is 'too_much_motion'; None: no check.")
     max_brisque: float = Field(60.0, ge=0, description="BRISQUE score (lower is better); NaN when the model is missing.")
-    max_pip_score: float = Field(0.6, ge=0, le=1, description="pip_score (mean over the shot's 2 s windows of the inset model's probability for one rectangle) above which a shot is 'picture_in_picture'; 0.6 from the host-held-out folds of python -m models.pip_train.")
+    max_pip_score: float = Field(0.6, ge=0, le=1, description="pip_score (mean over the shot's 2 s windows of the inset model's probability for one rectangle) above which a shot is 'picture_in_picture'; 0.6 from the host-held-out folds of python -m train.pip_inset.")
     max_text_score: float = Field(0.5, ge=0, le=1, description="Share of sampled frames with text-like overlay lines above which a shot is 'text_overlay'.")
     min_resolution_px: int = Field(240, ge=1, description="Shorter side of the active picture (the frame minus letterbox/pillarbox bars, which are cropped away, never a reason to drop a shot); below is 'resolution_too_low'.")
     min_loudness_dbfs: float = Field(-50.0, description="Mean RMS level; quieter shots are 'silent'.")
@@ -169,7 +169,7 @@ class ConversationSettings(Section):
     sync_smooth_frames: int | None = Field(None, ge=1, description="Moving-average window (frames) on the sync evidence; null: the signal's default (head 5: it already integrates 2 s windows; av_minus_visual 25).")
     min_sync_frames: int = Field(25, ge=1, description="Speech frames with a moving mouth a person needs before the sync evidence is taken relative to the person's median.")
     cross_margin: float | None = Field(None, ge=0, description="A second person may speak at the same time only within this of the best sync evidence; null: the signal's default.")
-    sync_windows_s: list[int] = Field(default_factory=lambda: [2], description="Window lengths (s) the sync head scores in, for the sync evidence and the offset scan: the head was trained on 2 s windows (models/lr_asd_sync_train.py).")
+    sync_windows_s: list[int] = Field(default_factory=lambda: [2], description="Window lengths (s) the sync head scores in, for the sync evidence and the offset scan: the head was trained on 2 s windows (train/sync_head.py).")
     sync_phases: int = Field(1, ge=1, le=10, description="Sync head: besides the windows starting at frame 0, score tilings started 1/n, 2/n, ... of a window later and average them (visual embeddings reused; audio encoder and head run n times), so that frames near a window edge, e.g. at a change of voice, also get a window with context on both sides.")
     offset_windows_s: list[int] = Field(default_factory=lambda: [2, 4], description="LR-ASD window lengths of the shifted-audio passes of the offset scan.")
     offset_scan_s: float = Field(0.8, ge=0, description="Audio lags scanned (+-) for the audio-visual offset estimate.")
@@ -355,7 +355,7 @@ class ConfigError(ValueError):
     """A configuration file that does not validate; the message names every bad key."""
 
 
-def load_settings(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+def load_settings(path: str | os.PathLike[str] | None = None, overrides: dict[str, Any] | None = None) -> Settings:
     data: dict[str, Any] = {}
     if path:
         with open(path, encoding="utf-8") as fh:
@@ -379,7 +379,7 @@ def settings_from_json(text: str) -> Settings:
     return Settings.model_validate_json(text)
 
 
-def _deep_merge(a: dict, b: dict) -> dict:
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     out = dict(a)
     for k, v in b.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
