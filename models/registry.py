@@ -140,6 +140,20 @@ register(ModelSpec(
     "MIT", "snakers4/silero-vad @ 806dcba", "onnxruntime",
     fallback="the copy shipped inside the silero-vad wheel"))
 register(ModelSpec(
+    "dtln", "voice isolation (speech denoiser, 16 kHz; two stateful stages)",
+    (ModelFile("dtln/model_1.onnx", "22b91cae3855e5a0620e66a917ca6c82c58db0e842c770f58d86751c5e8d4ae3",
+               _gh("breizhn/DTLN", "1de1f15", "pretrained_model/model_1.onnx")),
+     ModelFile("dtln/model_2.onnx", "e20c92f9233fccf29cddf86970d0d0161a03aebccc26d6f4d5639c4d5ec2e639",
+               _gh("breizhn/DTLN", "1de1f15", "pretrained_model/model_2.onnx"))),
+    "MIT", "breizhn/DTLN @ 1de1f15", "onnxruntime",
+    fallback="separation: none (the mixture is used; recorded in provenance)"))
+register(ModelSpec(
+    "gtcrn", "voice isolation (streaming speech enhancer, 16 kHz)",
+    (ModelFile("gtcrn/gtcrn_simple.onnx", "b4718df6228e7bdf1a8a435cf98f838636eb2fd331acabf86ba87c5192ebcb87",
+               _gh("Xiaobin-Rong/gtcrn", "3862c44", "stream/onnx_models/gtcrn_simple.onnx")),),
+    "MIT", "Xiaobin-Rong/gtcrn @ 3862c44", "onnxruntime",
+    fallback="separation: none (the mixture is used; recorded in provenance)"))
+register(ModelSpec(
     "brisque", "no-reference image quality",
     (ModelFile("quality/brisque_model_live.yml", "4c44c7eec9e5139830c0bb0e4a044c9cd351ba5bbc9e3798beca3243e2782ff4",
                _gh("opencv/opencv_contrib", "2a5154a", "modules/quality/samples/brisque_model_live.yml")),

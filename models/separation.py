@@ -121,11 +121,19 @@ def overlap_add(n: int, chunk: int, overlap: int, produce: Callable[[int, int], 
     return out / np.maximum(weight, 1e-6)
 
 
+def separation_choice(cfg) -> str:
+    """The separation asked for by an AudioSettings: ``separation``, except that the default ('dtln') left
+    unset while ``demucs_model_dir`` is configured means demucs (the user supplied its weights)."""
+    if cfg.separation == "dtln" and cfg.demucs_model_dir and "separation" not in cfg.model_fields_set:
+        return "demucs"
+    return cfg.separation
+
+
 def load_separator(settings) -> Separator:
     """The demucs model of ``settings.audio``. Raises MissingModelError when it is not configured or the
     directory/checkpoint is absent (callers fall back to no separation and record it)."""
     cfg = settings.audio
-    if cfg.separation != "demucs" or not cfg.demucs_model_dir:
+    if separation_choice(cfg) != "demucs" or not cfg.demucs_model_dir:
         raise MissingModelError("demucs", Path(cfg.demucs_model_dir or "<audio.demucs_model_dir unset>"),
                                 "is not configured (audio.separation / audio.demucs_model_dir)")
     root = resolve_model_dir(cfg.demucs_model_dir, settings)
@@ -168,3 +176,191 @@ def sdr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
     if den <= 0:
         return float("inf")
     return 10.0 * np.log10(max(num, 1e-20) / den)
+
+
+# ----------------------------------------------------------------------------- ONNX voice isolators
+# DTLN (breizhn/DTLN) and GTCRN (Xiaobin-Rong/gtcrn) are 16 kHz mono speech enhancers: they keep the voice
+# and suppress noise/music (they are not music separators: the voice of a second person is kept too).
+# They are streaming models run frame by frame in onnxruntime with their recurrent state carried across
+# frames; each chunk handed to them starts from zero state (the separation stage gives every chunk
+# ``separation_context_s`` of lead-in, which covers the state's warm-up).
+ISOLATORS = ("dtln", "gtcrn")
+
+
+def _onnx_session(path: Path, threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = max(1, int(threads))
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def _zeros_for(inp) -> np.ndarray:
+    """Zero state for an onnxruntime input (symbolic dims, if any, taken as 1)."""
+    return np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in inp.shape], dtype=np.float32)
+
+
+class DtlnRunner:
+    """DTLN, exactly as breizhn/DTLN real_time_processing_onnx.py: blocks of 512 samples every 128; stage 1
+    maps the block's magnitude spectrum (+ its LSTM state) to a mask, the masked spectrum (with the
+    input's phase) goes back to the time domain, stage 2 maps that block (+ its state) to an output block,
+    and output blocks are overlap-added. The algorithmic delay (block - shift = 384 samples) is removed,
+    so output sample i lines up with input sample i."""
+
+    block = 512
+    shift = 128
+    samplerate = 16000
+
+    def __init__(self, path_1: Path, path_2: Path, threads: int = 1):
+        self.s1 = _onnx_session(path_1, threads)
+        self.s2 = _onnx_session(path_2, threads)
+        self.in1 = [i.name for i in self.s1.get_inputs()]  # [magnitude, state]
+        self.in2 = [i.name for i in self.s2.get_inputs()]  # [time block, state]
+        self.out1 = [o.name for o in self.s1.get_outputs()]  # [mask, state]
+        self.out2 = [o.name for o in self.s2.get_outputs()]  # [block, state]
+        self.state1_zero = _zeros_for(self.s1.get_inputs()[1])
+        self.state2_zero = _zeros_for(self.s2.get_inputs()[1])
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32).reshape(-1)
+        n = len(x)
+        if n == 0:
+            return np.zeros(0, np.float32)
+        B, S = self.block, self.shift
+        delay = B - S
+        blocks = -(-(n + delay) // S)
+        audio = np.zeros(blocks * S, np.float32)
+        audio[:n] = x
+        out = np.zeros(blocks * S, np.float32)
+        in_buf = np.zeros(B, np.float32)
+        out_buf = np.zeros(B, np.float32)
+        st1, st2 = self.state1_zero.copy(), self.state2_zero.copy()
+        r1, r2 = self.s1.run, self.s2.run
+        for k in range(blocks):
+            in_buf[:-S] = in_buf[S:]
+            in_buf[-S:] = audio[k * S:(k + 1) * S]
+            spec = np.fft.rfft(in_buf)
+            mag = np.abs(spec).astype(np.float32).reshape(1, 1, -1)
+            mask, st1 = r1(self.out1, {self.in1[0]: mag, self.in1[1]: st1})
+            est = np.fft.irfft(spec * mask.reshape(-1)).astype(np.float32).reshape(1, 1, -1)
+            blk, st2 = r2(self.out2, {self.in2[0]: est, self.in2[1]: st2})
+            out_buf[:-S] = out_buf[S:]
+            out_buf[-S:] = 0.0
+            out_buf += blk.reshape(-1)
+            out[k * S:(k + 1) * S] = out_buf[:S]
+        return out[delay:delay + n].astype(np.float32)
+
+
+class GtcrnRunner:
+    """GTCRN streaming model (Xiaobin-Rong/gtcrn stream/): STFT 512 / hop 256 with a sqrt-Hann window
+    (centred, reflect padding, as torch.stft), one frame [1, 257, 1, 2] (real, imag) per call with its
+    conv / temporal-attention / inter-band caches carried across frames; the enhanced frames go back by
+    inverse STFT (the squared window sums to 1 at hop 256). Same length as the input."""
+
+    n_fft = 512
+    hop = 256
+    samplerate = 16000
+
+    def __init__(self, path: Path, threads: int = 1):
+        self.sess = _onnx_session(path, threads)
+        ins = self.sess.get_inputs()
+        self.mix_name = ins[0].name
+        self.cache_names = [i.name for i in ins[1:]]
+        self.cache_zero = [_zeros_for(i) for i in ins[1:]]
+        self.out_names = [o.name for o in self.sess.get_outputs()]  # [enh, caches...] in the inputs' order
+        self.window = np.sqrt(0.5 - 0.5 * np.cos(2 * np.pi * np.arange(self.n_fft) / self.n_fft)).astype(np.float32)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32).reshape(-1)
+        n = len(x)
+        if n == 0:
+            return np.zeros(0, np.float32)
+        N, H, w = self.n_fft, self.hop, self.window
+        half = N // 2
+        xp = np.pad(x, (half, half), mode="reflect" if n > half else "constant")
+        frames = 1 + (len(xp) - N) // H
+        if (len(xp) - N) % H:
+            frames += 1
+        xp = np.pad(xp, (0, (frames - 1) * H + N - len(xp)))
+        caches = [c.copy() for c in self.cache_zero]
+        y = np.zeros(len(xp), np.float64)
+        wsum = np.zeros(len(xp), np.float64)
+        run = self.sess.run
+        for t in range(frames):
+            seg = xp[t * H:t * H + N] * w
+            spec = np.fft.rfft(seg)
+            frame = np.stack([spec.real, spec.imag], axis=-1).astype(np.float32).reshape(1, -1, 1, 2)
+            outs = run(self.out_names, {self.mix_name: frame, **dict(zip(self.cache_names, caches))})
+            enh, caches = outs[0].reshape(-1, 2), list(outs[1:])
+            y[t * H:t * H + N] += np.fft.irfft(enh[:, 0] + 1j * enh[:, 1], N) * w
+            wsum[t * H:t * H + N] += w.astype(np.float64) ** 2
+        y = y / np.maximum(wsum, 1e-8)
+        return y[half:half + n].astype(np.float32)
+
+
+@dataclass
+class OnnxIsolator:
+    """An ONNX voice isolator with the interface separate_span() uses (samplerate, audio_channels, chunk_s,
+    overlap_s, vocals) and what provenance records (name, resolved, params)."""
+
+    runner: Any
+    name: str
+    resolved: ResolvedModel
+    samplerate: int = 16000
+    audio_channels: int = 1
+    chunk_s: float = 30.0
+    overlap_s: float = 1.0
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def isolate(self, x: np.ndarray) -> np.ndarray:
+        """Mono 16 kHz float32 -> the isolated voice, same length."""
+        return self.runner(np.asarray(x, dtype=np.float32).reshape(-1))
+
+    def vocals(self, mix: np.ndarray) -> np.ndarray:
+        """[channels, n] at 16 kHz -> [1, n] (channels downmixed by their mean first)."""
+        mix = np.asarray(mix, dtype=np.float32)
+        mono = mix.mean(axis=0) if mix.ndim == 2 else mix.reshape(-1)
+        return self.isolate(mono)[None]
+
+
+def load_isolator(settings, name: str | None = None) -> OnnxIsolator:
+    """A registered ONNX voice isolator ('dtln' or 'gtcrn'), resolved (and sha256-checked) through the
+    registry in the model directory. Raises MissingModelError when its files are absent or corrupt."""
+    from models.registry import resolve_for
+
+    cfg = settings.audio
+    name = name or cfg.separation
+    if name not in ISOLATORS:
+        raise ValueError(f"not an ONNX isolator: {name!r} (one of {ISOLATORS})")
+    resolved = resolve_for(settings, name)
+    threads = int(getattr(cfg, "isolator_threads", 1) or 1)
+    try:
+        if name == "dtln":
+            runner = DtlnRunner(resolved.paths[0], resolved.paths[1], threads)
+            params = {"samplerate": 16000, "block": DtlnRunner.block, "shift": DtlnRunner.shift,
+                      "delay_compensated_samples": DtlnRunner.block - DtlnRunner.shift}
+        else:
+            runner = GtcrnRunner(resolved.paths[0], threads)
+            params = {"samplerate": 16000, "n_fft": GtcrnRunner.n_fft, "hop": GtcrnRunner.hop, "window": "sqrt-hann"}
+    except Exception as exc:  # onnxruntime cannot read the file
+        raise MissingModelError(name, resolved.path, f"could not be loaded ({exc})") from exc
+    params.update({"separation": name, "chunk_s": cfg.separation_chunk_s, "overlap_s": cfg.separation_overlap_s,
+                   "threads": threads, "runtime": "onnxruntime"})
+    return OnnxIsolator(runner=runner, name=name, resolved=resolved, chunk_s=cfg.separation_chunk_s,
+                        overlap_s=cfg.separation_overlap_s, params=params)
+
+
+def si_sdr_db(estimate: np.ndarray, reference: np.ndarray) -> float:
+    """Scale-invariant SDR in dB over the common length (both made zero-mean)."""
+    n = min(len(estimate), len(reference))
+    s = np.asarray(reference[:n], np.float64)
+    e = np.asarray(estimate[:n], np.float64)
+    s, e = s - s.mean(), e - e.mean()
+    ss = float(np.dot(s, s))
+    if ss <= 0:
+        return float("nan")
+    target = (float(np.dot(e, s)) / ss) * s
+    noise = e - target
+    return 10.0 * np.log10(max(float(np.dot(target, target)), 1e-20) / max(float(np.dot(noise, noise)), 1e-20))

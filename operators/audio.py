@@ -197,7 +197,8 @@ def separate_span(path: str, start_s: float, n: int, sep, context_s: float, time
 
 
 class SeparationOperator(Operator):
-    """Per kept shot with clips: 16 kHz mono vocals (demucs) or the mixture, as FLAC in task.scratch."""
+    """Per kept shot with clips: 16 kHz mono isolated voice (dtln / gtcrn ONNX isolators, or the demucs
+    vocals stem) or the mixture, as FLAC in task.scratch."""
 
     name = STAGE_SEPARATION
     reads = ("video", "shots", "clips")
@@ -205,13 +206,21 @@ class SeparationOperator(Operator):
     resources = Resources(num_cpus=1.0, memory_mb=3072)
 
     def setup(self) -> None:
-        from models.separation import load_separator
+        from models.separation import ISOLATORS, load_isolator, load_separator, separation_choice
 
         self.separator = None
         self.why_none = ""
         cfg = self.settings.audio
-        if cfg.separation == "none":
+        self.kind = choice = separation_choice(cfg)
+        if choice == "none":
             self.why_none = "audio.separation is 'none'"
+            return
+        if choice in ISOLATORS:
+            try:
+                self.separator = load_isolator(self.settings, choice)
+            except MissingModelError as exc:
+                self.why_none = str(exc)
+                log.warning("separation: none (%s)", exc)
             return
         if not cfg.demucs_model_dir:
             self.why_none = "audio.demucs_model_dir is not set"
@@ -261,7 +270,8 @@ class SeparationOperator(Operator):
                                    params={"separation": "none", "reason": why_none})
         else:
             task.record_provenance("separation", STAGE_SEPARATION, model=sep.name, weights_sha256=sep.resolved.digest,
-                                   params={**sep.params, "context_s": self.settings.audio.separation_context_s})
+                                   params={**sep.params, "separation": self.kind,
+                                           "context_s": self.settings.audio.separation_context_s})
 
 
 # ----------------------------------------------------------------------------- audio tracks stage

@@ -209,7 +209,8 @@ class ConversationSettings(Section):
 class AudioSettings(Section):
     """Vocal separation (separation stage), per-person speak/listen audio and transcripts (audio stage); see docs/AUDIO.md."""
 
-    separation: Literal["demucs", "none"] = Field("demucs", description="'demucs' uses demucs_model_dir when present, else records 'separation: none' and uses the mixture.")
+    separation: Literal["dtln", "gtcrn", "demucs", "none"] = Field("dtln", description="Voice isolator for speak/listen audio: 'dtln' (default: best measured here, see docs/AUDIO.md) or 'gtcrn' (registry ONNX models in models.dir), 'demucs' (demucs_model_dir), 'none' (the mixture). Left at the default with demucs_model_dir set, demucs is used. A missing model records 'separation: none' and uses the mixture.")
+    isolator_threads: int = Field(1, ge=1, description="onnxruntime intra-op threads of the dtln/gtcrn isolator.")
     demucs_model_dir: str | None = Field(None, description="Local demucs repo dir (checkpoints saved with demucs' save format, plus <name>.yaml for bags); relative paths are also looked up under models.dir. None: no separation.")
     demucs_model_name: str = Field("htdemucs", description="Model (signature or bag name) in demucs_model_dir, as for demucs.pretrained.get_model(name, repo=dir).")
     separation_chunk_s: float = Field(30.0, gt=1, description="Separation runs on chunks of at most this many seconds (bounded memory), crossfaded over separation_overlap_s.")

@@ -66,7 +66,9 @@ def test_separation_stage_with_and_without_model(tiny_demucs_dir, settings, medi
     mixture = decode_audio(mix_uri, 60, duration_s=SHOT_S)
     n = int(SHOT_S * 16000)
 
-    # no model configured: the mixture itself, provenance 'none', the stage goes on
+    # demucs asked for but no model configured: the mixture itself, provenance 'none', the stage goes on
+    # (the default is now 'dtln', tests/test_isolators.py; here demucs is chosen explicitly)
+    settings.audio.separation = "demucs"
     settings.audio.demucs_model_dir = None
     t_none = _run(settings, mix_uri)
     none = decode_flac(t_none.scratch["vocals"][0])
