@@ -57,6 +57,7 @@ def default_work_dir(out_uri: str) -> str:
 
 def write_task(store: OutputStore, task: VideoTask, config_hash: str) -> dict[str, Any]:
     if task.status == "skipped":
+        task.release_work_files()
         return {"uri": task.uri, "video_id": task.video_id, "status": "skipped", "timings_s": {}}
     t0 = time.monotonic()
     counts = store.write_video(task.video_id, config_hash, task_rows(task), task.status,
