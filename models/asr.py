@@ -4,7 +4,8 @@ CTC model), which is what whisperx does, in the main environment.
 
 Model directories (nothing is downloaded; HF_HUB_OFFLINE is set before importing):
 
-* ``audio.whisper_model_dir``: a CTranslate2 Whisper directory (``model.bin``, ``config.json``,
+* ``audio.whisper_model_dir``: a registered model name (default ``whisper-tiny.en-ct2``, resolved in the
+  model directory with its sha256 verified, see models/registry.py) or a CTranslate2 Whisper directory (``model.bin``, ``config.json``,
   ``vocabulary.json`` and ``tokenizer.json``; without tokenizer.json faster-whisper would try the hub, so
   it is required here). Convert a transformers Whisper with
   ``ct2-transformers-converter --model <hf dir> --output_dir <dir> --copy_files tokenizer.json``.
@@ -13,6 +14,11 @@ Model directories (nothing is downloaded; HF_HUB_OFFLINE is set before importing
   facebook/wav2vec2-base-960h saved locally.
 
 Word times are seconds from the start of the audio given to :meth:`WhisperASR.transcribe`.
+
+Language: an English-only model (``.en``: CTranslate2 says it is not multilingual, its name has ``.en``,
+or ``audio.asr_english_only``) cannot detect language: it always decodes with ``language='en'`` and the
+clip records ``language: en (assumed)``. A multilingual model is a config swap (``audio.whisper_model_dir``
+pointing at its directory): ``audio.language`` None lets Whisper detect the language per shot.
 """
 from __future__ import annotations
 
@@ -26,12 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from models.registry import MissingModelError, ResolvedModel, user_model
+from models.registry import REGISTRY, MissingModelError, ResolvedModel, resolve_for, user_model
 from models.separation import resolve_model_dir
 
 log = logging.getLogger("lpm.asr")
 
 SAMPLE_RATE = 16000
+DEFAULT_WHISPER = "whisper-tiny.en-ct2"
+ASSUMED_EN = "en (assumed)"
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # control characters (decoders of random/broken models emit them)
 
 
@@ -50,6 +58,12 @@ class Transcript:
     language: str | None
     language_prob: float | None
     segments: list[tuple[float, float]] = field(default_factory=list)  # Whisper segment spans (s)
+    language_assumed: bool = False  # English-only model: 'en' was imposed, not detected
+
+    @property
+    def language_label(self) -> str | None:
+        """What a clip records: 'en (assumed)' for English-only models, else the detected/configured code."""
+        return ASSUMED_EN if self.language_assumed else self.language
 
 
 class WhisperASR:
@@ -57,7 +71,8 @@ class WhisperASR:
 
     def __init__(self, model_dir: str | os.PathLike, compute_type: str = "int8", cpu_threads: int = 1,
                  beam_size: int = 5, vad_filter: bool = True, language: str | None = None,
-                 condition_on_previous_text: bool = False, temperature_fallback: bool = False, seed: int = 0):
+                 condition_on_previous_text: bool = False, temperature_fallback: bool = False, seed: int = 0,
+                 english_only: bool | None = None, resolved: ResolvedModel | None = None):
         d = Path(model_dir)
         if not (d / "model.bin").is_file():
             raise MissingModelError("whisper", d / "model.bin", "is missing (a CTranslate2 Whisper directory)")
@@ -67,12 +82,18 @@ class WhisperASR:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from faster_whisper import WhisperModel
 
-        self.resolved: ResolvedModel = user_model(d, "whisper")
+        self.resolved: ResolvedModel = resolved if resolved is not None else user_model(d, "whisper")
         self.model = WhisperModel(str(d), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads,
                                   local_files_only=True)
         self.beam_size = beam_size
         self.vad_filter = vad_filter
-        self.language = language
+        multilingual = bool(self.model.model.is_multilingual)
+        name = f"{self.resolved.name} {d.name}"
+        self.english_only = bool(english_only) if english_only is not None else (not multilingual or ".en" in name)
+        if self.english_only and language not in (None, "en"):
+            log.warning("asr: %s is English-only; audio.language %r ignored, decoding with 'en'", d.name, language)
+        self.language = "en" if self.english_only else language
+        self.language_assumed = self.english_only
         self.condition_on_previous_text = condition_on_previous_text
         # Whisper's fallback re-decodes failed windows by sampling at rising temperatures. CTranslate2's
         # sampling RNG lives in its worker threads: seeding makes a process's sequence of calls
@@ -80,15 +101,15 @@ class WhisperASR:
         self.temperatures = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0) if temperature_fallback else (0.0,)
         self.seed = seed
         self.params = {"temperatures": list(self.temperatures), "seed": seed, "compute_type": compute_type, "beam_size": beam_size, "vad_filter": vad_filter,
-                       "language": language, "condition_on_previous_text": condition_on_previous_text,
-                       "multilingual": bool(self.model.model.is_multilingual)}
+                       "language": self.language, "english_only": self.english_only,
+                       "condition_on_previous_text": condition_on_previous_text, "multilingual": multilingual}
 
     def transcribe(self, audio: np.ndarray, check: Callable[[], None] | None = None) -> Transcript:
         """Words of 16 kHz mono float32 audio; times are clipped to the audio and kept in order."""
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         dur = len(audio) / SAMPLE_RATE
         if dur <= 0.05:
-            return Transcript([], self.language, None)
+            return Transcript([], self.language, None, language_assumed=self.language_assumed)
         import ctranslate2
 
         ctranslate2.set_random_seed(self.seed)
@@ -103,8 +124,9 @@ class WhisperASR:
             spans.append((float(seg.start), float(seg.end)))
             for w in seg.words or []:
                 words.append(Word(str(w.word), float(w.start), float(w.end), float(w.probability)))
-        return Transcript(clean_words(words, dur), getattr(info, "language", None),
-                          getattr(info, "language_probability", None), spans)
+        language = self.language or getattr(info, "language", None)
+        return Transcript(clean_words(words, dur), language, getattr(info, "language_probability", None), spans,
+                          language_assumed=self.language_assumed)
 
 
 def clean_words(words: list[Word], duration_s: float) -> list[Word]:
@@ -261,15 +283,29 @@ def ctc_word_times(log_probs: np.ndarray, words: list[str], vocab: dict[str, int
     return result
 
 
+def resolve_whisper(settings) -> tuple[Path, ResolvedModel | None]:
+    """Directory of the configured Whisper model and, for a registered name (the default
+    ``whisper-tiny.en-ct2``), its registry resolution (files present, sha256 verified per models.verify_checksums).
+    A path (user model) gives (path, None): its sha256 is computed at load."""
+    d = settings.audio.whisper_model_dir
+    spec = REGISTRY.get(d) if d else None
+    if spec is not None and spec.task.startswith("speech recognition"):
+        r = resolve_for(settings, d)
+        return r.path.parent, r
+    return resolve_model_dir(d, settings), None
+
+
 def load_asr(settings) -> WhisperASR:
     """The Whisper model of ``settings.audio``; MissingModelError when not configured or absent."""
     cfg = settings.audio
     if cfg.asr != "faster-whisper" or not cfg.whisper_model_dir:
         raise MissingModelError("whisper", Path(cfg.whisper_model_dir or "<audio.whisper_model_dir unset>"),
                                 "is not configured (audio.asr / audio.whisper_model_dir)")
-    return WhisperASR(resolve_model_dir(cfg.whisper_model_dir, settings), compute_type=cfg.asr_compute_type,
+    d, resolved = resolve_whisper(settings)
+    return WhisperASR(d, compute_type=cfg.asr_compute_type,
                       cpu_threads=cfg.asr_threads, beam_size=cfg.asr_beam_size, vad_filter=cfg.asr_vad_filter,
-                      language=cfg.language, temperature_fallback=cfg.asr_temperature_fallback)
+                      language=cfg.language, temperature_fallback=cfg.asr_temperature_fallback,
+                      english_only=cfg.asr_english_only, resolved=resolved)
 
 
 def load_aligner(settings) -> CTCAligner | None:
@@ -283,4 +319,5 @@ def load_aligner(settings) -> CTCAligner | None:
 def describe(model: Any) -> dict[str, Any]:
     """Provenance fields of a loaded ASR/aligner (model name, sha256)."""
     r = model.resolved
-    return {"model": f"{r.name}:{r.path.name}", "weights_sha256": r.digest}
+    name = r.name if r.name in REGISTRY else f"{r.name}:{r.path.name}"  # registered: its name; user: kind:dir
+    return {"model": name, "weights_sha256": r.digest}

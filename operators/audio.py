@@ -20,9 +20,14 @@ Audio tracks (STAGE "audio", after the conversation stage): per shot, the vocals
   ``discard`` frames are silent in both;
 * every switch is a linear fade of ``crossfade_ms`` placed inside the kept span, so no sample outside it
   leaks in;
-* ``words``/``transcript``: the words this person speaks (word midpoint in a speak frame), times in
-  seconds from the clip start; ``sentences``: sentence-bounded segments of all speech in the clip (any
-  speaker; captions are filled later), clip-relative times;
+* ``words``/``transcript``: the words this person speaks, times in seconds from the clip start;
+  ``heard_words``: the other words within the clip (what this person hears), each with ``speaker``: the
+  clip_id of the person who said it, ``off_screen`` (no clip of the shot speaks at the word's midpoint) or
+  ``overlap`` (two or more speak). Attribution (:func:`attribute_words`) is per shot: a word belongs to the
+  one clip whose ``frame_states`` is ``speak`` at the word's midpoint, so no word is lost or duplicated
+  across a shot's clips. ``sentences``: sentence-bounded segments of all speech in the clip (any
+  speaker; captions are filled later), clip-relative times; ``language`` ('en (assumed)' with an
+  English-only Whisper) and ``asr_model`` (name and sha256);
 * ``audio_status``: ok | no_frame_states (conversation stage not run: no audio filled) | no_audio.
 
 Offsets (issue 21): a clip whose audio the conversation stage found ``av_shift_s`` late (positive) or early
@@ -154,6 +159,51 @@ def speak_listen_masks(clip: dict, others: list[dict], n: int, idle_policy: str 
     speak = self_speak | keep_idle
     listen = ~self_speak & (own != "discard") & (own != "") & ((own == "listen") | other_speak | keep_idle)
     return speak, listen, self_speak
+
+
+OFF_SCREEN, OVERLAP = "off_screen", "overlap"
+
+
+def speaks_at(clip: dict, t_src: float) -> bool:
+    """True when the clip's frame_states is 'speak' at source-audio time t_src (its av shift applied)."""
+    st = clip.get("frame_states")
+    if not st:
+        return False
+    fps = float(clip.get("clip_fps") or clip.get("fps") or 25.0)
+    cs = float(clip["start_s"]) + clip_shift(clip)
+    return bool(states_at(st, np.asarray([t_src]), cs, fps)[0] == "speak")
+
+
+def attribute_words(words: list[dict], clips: list[dict]) -> tuple[dict[str, tuple[list[dict], list[dict]]], list[dict]]:
+    """Per clip_id (clips with frame_states only) its own words and the words it hears, plus the shot's
+    words no such clip covers. ``words`` have source-audio times (start_s/end_s); the clip's av shift is
+    applied; returned times are clip-relative (seconds from the clip's first frame), clipped to the clip.
+
+    At a word's midpoint: exactly one clip in 'speak' -> that clip's own word (heard by every other
+    clip covering the midpoint, speaker = its clip_id); none -> 'off_screen'; two or more -> 'overlap'
+    (both heard by every covering clip, the speakers included). Every word is thereby either in one
+    clip's own list, or marked off_screen/overlap, or returned as uncovered: never lost or duplicated."""
+    people = [c for c in clips if c.get("frame_states")]
+    out: dict[str, tuple[list[dict], list[dict]]] = {c["clip_id"]: ([], []) for c in people}
+    uncovered: list[dict] = []
+    spans = {c["clip_id"]: (float(c["start_s"]) + clip_shift(c), float(c["end_s"]) + clip_shift(c)) for c in people}
+    for w in words:
+        mid = 0.5 * (float(w["start_s"]) + float(w["end_s"]))
+        covering = [c for c in people if spans[c["clip_id"]][0] <= mid < spans[c["clip_id"]][1]]
+        speakers = [c for c in covering if speaks_at(c, mid)]
+        who = speakers[0]["clip_id"] if len(speakers) == 1 else (OFF_SCREEN if not speakers else OVERLAP)
+        if not covering:
+            uncovered.append({**w, "speaker": who})
+            continue
+        for c in covering:
+            cs, ce = spans[c["clip_id"]]
+            rel = {"word": str(w["word"]), "start_s": max(0.0, float(w["start_s"]) - cs),
+                   "end_s": min(ce - cs, float(w["end_s"]) - cs), "prob": float(w.get("prob", 1.0))}
+            if who == c["clip_id"]:
+                out[c["clip_id"]][0].append(rel)
+            else:
+                out[c["clip_id"]][1].append({**rel, "speaker": who})
+    return out, uncovered
 
 
 def overlapping_others(clip: dict, clips: list[dict]) -> list[dict]:
@@ -308,6 +358,12 @@ class AudioTracksOperator(Operator):
             except MissingModelError as exc:
                 log.warning("forced alignment off (%s)", exc)
                 self.aligner_error = str(exc)
+        self.asr_model = None  # per clip: "<model> sha256:<digest>" of the Whisper model (and aligner)
+        if self.asr is not None:
+            from models.asr import describe
+
+            parts = [describe(m) for m in (self.asr, self.aligner) if m is not None]
+            self.asr_model = ",".join(f"{d['model']} sha256:{d['weights_sha256']}" for d in parts)
 
     # ------------------------------------------------------------------ per task
     def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:
@@ -348,11 +404,18 @@ class AudioTracksOperator(Operator):
                     for c in list(clips):
                         task.drop_clip(c, STAGE_AUDIO, exc.reason, f"shot audio: {exc}")
                     continue
-                words = self._transcribe(voc, s0, clips, deadline, counts)
+                words, language = self._transcribe(voc, s0, clips, deadline, counts)
+                owned = None
+                if words is not None:
+                    owned, uncovered = attribute_words(words, clips)
+                    counts["words_uncovered"] += len(uncovered)
                 for c in clips:
                     deadline.check("audio clips")
+                    if words is not None:
+                        c["language"] = language
+                        c["asr_model"] = self.asr_model
                     try:
-                        status = self._fill_clip(c, clips, voc, s0, words, cfg, timeout)
+                        status = self._fill_clip(c, clips, voc, s0, words, cfg, timeout, owned)
                     except MediaError as exc:
                         task.drop_clip(c, STAGE_AUDIO, "encode_failed", str(exc))
                         continue
@@ -365,10 +428,10 @@ class AudioTracksOperator(Operator):
         return task
 
     def _transcribe(self, voc: np.ndarray, s0: float, clips: list[dict], deadline: Deadline,
-                    counts: dict[str, int]) -> list[dict] | None:
-        """Words of the shot's clip span on the source timeline (None: no ASR)."""
+                    counts: dict[str, int]) -> tuple[list[dict] | None, str | None]:
+        """Words of the shot's clip span on the source timeline and the language label (None: no ASR)."""
         if self.asr is None:
-            return None
+            return None, None
         a = max(0.0, min(float(c["start_s"]) + clip_shift(c) for c in clips) - s0)
         b = max(float(c["end_s"]) + clip_shift(c) for c in clips) - s0
         i0, i1 = int(round(a * SR)), min(len(voc), int(round(b * SR)))
@@ -380,10 +443,10 @@ class AudioTracksOperator(Operator):
             counts["words_aligned"] += sum(1 for w in ws if w.aligned)
         counts["words"] += len(ws)
         t0 = s0 + a
-        return [{"word": w.word, "start_s": t0 + w.start_s, "end_s": t0 + w.end_s, "prob": w.prob} for w in ws]
+        return [{"word": w.word, "start_s": t0 + w.start_s, "end_s": t0 + w.end_s, "prob": w.prob} for w in ws], tr.language_label
 
     def _fill_clip(self, c: dict, clips: list[dict], voc: np.ndarray, s0: float, words: list[dict] | None, cfg,
-                   timeout: float) -> str:
+                   timeout: float, owned: dict[str, tuple[list[dict], list[dict]]] | None = None) -> str:
         cs, ce = float(c["start_s"]), float(c["end_s"])
         n = max(0, int(round((ce - cs) * SR)))
         shift = clip_shift(c)  # the audio of this clip's video frames lies this much later in the source
@@ -405,9 +468,9 @@ class AudioTracksOperator(Operator):
         c["speak_audio"] = encode_flac(x * fade_gain(speak, fade), SR, timeout)
         c["listen_audio"] = encode_flac(x * fade_gain(listen, fade), SR, timeout)
         if clip_words is not None:
-            own = [w for w in clip_words if self_speak[min(n - 1, max(0, int(0.5 * (w["start_s"] + w["end_s"]) * SR)))]] if n else []
-            c["words"] = [{"word": w["word"].strip(), "start_s": float(w["start_s"]), "end_s": float(w["end_s"]),
-                           "prob": float(w["prob"])} for w in own]
+            own, heard = (owned or {}).get(c["clip_id"], ([], []))
+            c["words"] = [{**w, "word": w["word"].strip()} for w in own]
+            c["heard_words"] = [{**w, "word": w["word"].strip()} for w in heard]
             c["transcript"] = join_words([w["word"] for w in own])
         c["audio_status"] = "ok"
         return "ok"

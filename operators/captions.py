@@ -14,8 +14,9 @@ absent (no conversation or audio stage ran) degrades to ``unknown`` and is liste
 
 The caption text comes from the captioner backend: ``tags`` (default) composes it from the tags;
 ``vlm`` runs a transformers vision-language model from ``captions.vlm_model_dir`` on the clip's middle
-frame (models/captioner.py). Listener clips keep only time-invariant content (no transcript), as in
-the paper. With ``captions.segment_captions`` every sentence of ``sentences`` gets its own caption,
+frame (models/captioner.py). The tags caption quotes what the person says (their own ``transcript``,
+cut at CAPTION_MAX_WORDS words with '...'). Listener clips keep only time-invariant content (no
+transcript), as in the paper. With ``captions.segment_captions`` every sentence of ``sentences`` gets its own caption,
 from the tags restricted to the sentence's time range.
 """
 from __future__ import annotations
@@ -32,6 +33,7 @@ from operators.expressions import frame_labels
 STAGE = "captions"
 log = logging.getLogger("lpm.captions")
 
+CAPTION_MAX_WORDS = 30  # the quoted transcript in a caption is cut here, with '...'
 STATE_WORDS = {"speak": "speaking", "listen": "listening", "idle": "idle", "mixed": "talking and listening in turns"}
 
 
@@ -154,6 +156,14 @@ def build_tags(clip: dict, video: dict, ref_summary: dict | None, cfg) -> dict[s
     return tags
 
 
+def quote_words(text: str, max_words: int = CAPTION_MAX_WORDS) -> str:
+    """The transcript as quoted in a caption: at most max_words words, '...' when cut."""
+    words = str(text).split()
+    if len(words) <= max_words:
+        return " ".join(words)
+    return " ".join(words[:max_words]).rstrip(",;:.") + "..."
+
+
 def compose_caption(tags: dict[str, str], listener_only: bool = False) -> str:
     """Caption text from tags (the default captioner)."""
     state = tags.get("state", "unknown")
@@ -170,7 +180,7 @@ def compose_caption(tags: dict[str, str], listener_only: bool = False) -> str:
     if mi != "unknown":
         parts.append(f"{mi.split(' ')[0]} overall motion")
     text = "; ".join(parts) + "."
-    transcript = tags.get("transcript", "")
+    transcript = quote_words(tags.get("transcript", ""))  # the clip's own words only (audio stage attribution)
     if transcript and not listener_only:
         rate = tags.get("speaking_rate", "unknown")
         text += f' They say: "{transcript}"' + (f" ({rate.split(' ')[0]} pace)." if rate != "unknown" else ".")
@@ -192,6 +202,17 @@ def segment_tags(clip: dict, base: dict[str, str], face: dict | None, text: str,
             ranked = sorted(((v, k) for k, v in counts.items() if v >= 0.1), reverse=True)
             tags["expression"] = ", ".join(f"{k.replace('_', ' ')} {v:.0%}" for v, k in ranked[:3]) or tags["expression"]
     return tags
+
+
+def own_text(clip: dict, sentence: dict, a: float, b: float) -> str:
+    """What this person says within a sentence [a, b) (clip-relative): their own ``words`` there when the
+    audio stage attributed words (sentences hold everyone's speech), else the sentence text."""
+    words = clip.get("words")
+    if words is None:
+        return str(sentence.get("text") or "")
+    from operators.segments import join_words
+
+    return join_words([str(w["word"]) for w in words if a <= 0.5 * (float(w["start_s"]) + float(w["end_s"])) < b + 1e-6])
 
 
 def sentences_relative(clip: dict) -> list[tuple[dict, float, float]]:
@@ -277,7 +298,7 @@ class CaptionOperator(Operator):
             if cfg.segment_captions and clip.get("sentences"):
                 out = []
                 for s, a, b in sentences_relative(clip):
-                    st = segment_tags(clip, tags, faces.get(clip["clip_id"]), str(s.get("text") or ""), a, b)
+                    st = segment_tags(clip, tags, faces.get(clip["clip_id"]), own_text(clip, s, a, b), a, b)
                     seg_caption = compose_caption(st, listener_only=st["state"] in ("listen", "idle"))
                     if self.vlm is not None:
                         seg_caption = self._vlm_caption(frames, st, (a + b) / 2) or seg_caption

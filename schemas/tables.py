@@ -119,6 +119,9 @@ CLIPS = [
     col("transcript", pa.string(), "Words spoken in the clip."),
     col("words", pa.list_(pa.struct([("word", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("prob", pa.float32())])), "Word timings."),
     col("sentences", pa.list_(pa.struct([("text", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("caption", pa.string())])), "Sentence-bounded segments with their captions."),
+    col("heard_words", pa.list_(pa.struct([("word", pa.string()), ("start_s", pa.float64()), ("end_s", pa.float64()), ("prob", pa.float32()), ("speaker", pa.string())])), "Words within the clip this person does not say (what they hear), clip-relative times; speaker: the clip_id of the person who said it, off_screen (nobody of the shot in speak) or overlap (two or more in speak)."),
+    col("language", pa.string(), "Language of the transcript: the code Whisper detected or was given; 'en (assumed)' with an English-only model (it cannot detect language)."),
+    col("asr_model", pa.string(), "ASR model(s) of words/transcript: '<name> sha256:<digest>' (comma-separated when a CTC aligner refined the times)."),
     # faces / captions / embeddings / references
     col("head_pose", pa.list_(pa.list_(pa.float32(), 3)), "Per analysed frame yaw, pitch, roll in degrees."),
     col("blendshapes_mean", pa.list_(pa.float32()), "Mean of the 52 MediaPipe blendshapes."),
