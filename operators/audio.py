@@ -379,6 +379,7 @@ class AudioTracksOperator(Operator):
         shots = {s["shot_index"]: s for s in task.shots}
         counts: dict[str, int] = defaultdict(int)
         has_audio = task.video.get("has_audio") is not False
+        isolated = vocals is not None and (task.provenance.get("separation") or {}).get("model") not in (None, "none")
         with task.source() as path:
             off = None
             for shot_index, clips in sorted(by_shot.items(), key=lambda kv: (kv[0] is None, kv[0])):
@@ -404,7 +405,18 @@ class AudioTracksOperator(Operator):
                     for c in list(clips):
                         task.drop_clip(c, STAGE_AUDIO, exc.reason, f"shot audio: {exc}")
                     continue
-                words, language = self._transcribe(voc, s0, clips, deadline, counts)
+                asr_in = voc
+                if self.asr is not None and isolated and cfg.asr_input == "mixture":
+                    # Whisper reads the original mixture: on speech over music the isolated voice
+                    # transcribes worse (WER 0.18 -> 0.45-0.68 measured, ../shared/models/SOURCES.md)
+                    if off is None:
+                        off = seek_offset(path, task.video)
+                    try:
+                        asr_in = fit_length(decode_audio(path, timeout, sample_rate=SR, start_s=s0 + off, duration_s=s1 - s0), n)
+                    except MediaError:
+                        asr_in = voc
+                        counts["asr_on_isolated_fallback"] += 1
+                words, language = self._transcribe(asr_in, s0, clips, deadline, counts)
                 owned = None
                 if words is not None:
                     owned, uncovered = attribute_words(words, clips)

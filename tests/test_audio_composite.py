@@ -83,7 +83,8 @@ def test_speak_audio_suppresses_the_other_voice(composite, settings, artifacts_d
     b_rows = _clip_rows(vid, 1, _windows(total, 3.0), lambda t: "listen" if t < da else "speak")
     task.clips = a_rows + b_rows
 
-    settings.audio.demucs_model_dir = None  # no weights here: vocals = mixture (recorded as 'none')
+    settings.audio.demucs_model_dir = None
+    settings.audio.separation = "none"  # this test measures the gating on the mixture itself
     settings.audio.whisper_model_dir = None
     task = run_operator(SeparationOperator(settings), task, 300)
     task = run_operator(AudioTracksOperator(settings), task, 300)
