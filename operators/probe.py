@@ -15,7 +15,7 @@ import hashlib
 import os
 
 from operators.base import CODE_VERSION, Deadline, Operator, Resources, VideoTask
-from operators.media import MediaError, _fraction, decode_audio_verdict, ffprobe, is_remote, local_path
+from operators.media import MediaError, _float, _fraction, decode_audio_verdict, ffprobe, is_remote, local_path
 from operators.timeline import inspect_timeline, normalise
 
 STAGE = "probe"
@@ -190,13 +190,6 @@ def display_size(width: int | None, height: int | None, sar: str | None, rotatio
         w = int(round(w * r))
     return (h, w) if rotation_deg in (90, 270) else (w, h)
 
-
-def _float(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if f > 0 else None
 
 
 def _int(v) -> int | None:
