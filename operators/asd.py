@@ -135,6 +135,7 @@ class ConversationOperator(Operator):
     reads = ("video", "shots", "clips")
     writes = ("clips", "rejects")
     resources = Resources(num_cpus=1.0, memory_mb=2048)
+    scope = "shot"
 
     def setup(self) -> None:
         import torch

@@ -254,6 +254,7 @@ class SeparationOperator(Operator):
     reads = ("video", "shots", "clips")
     writes = ()
     resources = Resources(num_cpus=1.0, memory_mb=3072)
+    scope = "shot"
 
     def setup(self) -> None:
         from models.separation import ISOLATORS, load_isolator, load_separator, separation_choice
@@ -332,6 +333,7 @@ class AudioTracksOperator(Operator):
     reads = ("video", "shots", "clips")
     writes = ("clips",)
     resources = Resources(num_cpus=1.0, memory_mb=2048)
+    scope = "shot"
 
     def setup(self) -> None:
         from models.asr import load_aligner, load_asr

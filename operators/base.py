@@ -93,6 +93,10 @@ class VideoTask:
     rejects: list[dict[str, Any]] = field(default_factory=list)
     scratch: dict[str, Any] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # process CPU seconds per stage (benchmarks)
+    # work unit (operators/units.py): None = the whole video; -1 = the head of a split video; k = kept shot k
+    unit_index: int | None = None
+    n_units: int = 1
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ rejects
@@ -190,6 +194,9 @@ class Operator(abc.ABC):
     reads: ClassVar[tuple[str, ...]] = ()
     writes: ClassVar[tuple[str, ...]] = ()
     resources: ClassVar[Resources] = Resources()
+    # "video": runs on the whole video (probe, shots, and the stages that need every clip of it);
+    # "shot": runs on one kept shot at a time (operators/units.py), and on a whole video by looping its shots
+    scope: ClassVar[str] = "video"
 
     def __init__(self, settings: "Settings"):
         self.settings = settings
@@ -209,6 +216,8 @@ class Operator(abc.ABC):
 
     @classmethod
     def validate_contract(cls) -> None:
+        if cls.scope not in ("video", "shot"):
+            raise TypeError(f"{cls.__name__}: scope must be 'video' or 'shot', not {cls.scope!r}")
         for part in cls.reads + cls.writes:
             if part not in TASK_PARTS:
                 raise TypeError(f"{cls.__name__}: unknown task part {part!r} (known: {TASK_PARTS})")
@@ -219,6 +228,7 @@ def run_operator(op: Operator, task: VideoTask, item_timeout_s: float | None) ->
     if not task.ok:
         return task
     t0 = time.monotonic()
+    c0 = time.process_time()
     try:
         op.ensure_setup()
         task = op.process(task, Deadline(item_timeout_s))
@@ -228,4 +238,5 @@ def run_operator(op: Operator, task: VideoTask, item_timeout_s: float | None) ->
         tb = traceback.format_exc(limit=6)
         task.reject(op.name, "internal_error", f"{type(exc).__name__}: {exc}\n{tb}")
     task.timings_s[op.name] = task.timings_s.get(op.name, 0.0) + (time.monotonic() - t0)
+    task.cpu_s[op.name] = task.cpu_s.get(op.name, 0.0) + (time.process_time() - c0)
     return task

@@ -49,6 +49,7 @@ class ClipPlanOperator(Operator):
     reads = ("video", "shots")
     writes = ("clips",)
     resources = Resources(num_cpus=0.1, memory_mb=128)
+    scope = "shot"
 
     def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:
         cfg = self.settings.shots

@@ -111,6 +111,7 @@ class FaceAnalysisOperator(Operator):
     reads = ("clips",)
     writes = ("clips",)
     resources = Resources(num_cpus=1.0, memory_mb=2048)
+    scope = "shot"
 
     def setup(self) -> None:
         from models.landmarks import FaceLandmarker

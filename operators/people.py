@@ -198,6 +198,7 @@ class PeopleOperator(Operator):
     reads = ("video", "shots", "clips")
     writes = ("shots", "clips", "identities")
     resources = Resources(num_cpus=1.0, memory_mb=2048)
+    scope = "shot"
 
     def setup(self) -> None:
         from models.faces import load_face_detector
@@ -386,35 +387,17 @@ class PeopleOperator(Operator):
         return None
 
     def _identities(self, task: VideoTask, kept: list[tuple[dict, Track, ShotTracks, tuple[int, int], tuple[int, int, int, int]]]) -> dict[str, Any]:
-        from models.identity import cluster_embeddings, l2n
+        from models.identity import l2n
 
         cfg = self.settings.people
-        embs = []
-        for _, t, _, _, _ in kept:
+        refs = []
+        for shot, t, _, (a, b), _ in kept:
             faces = [p for p in t.obs.values() if p.embedding is not None]
             faces.sort(key=lambda p: -(p.face_score * (p.face[3] - p.face[1])))
             faces = faces[: cfg.identity_faces_per_track]
-            embs.append(l2n(np.mean([p.embedding for p in faces], axis=0)) if faces else None)
-        dim = next((len(e) for e in embs if e is not None), 1)
-        mat = np.stack([e if e is not None else np.zeros(dim, np.float32) for e in embs]) if embs else np.zeros((0, dim))
-        cannot = set()
-        for i in range(len(kept)):
-            for j in range(i + 1, len(kept)):
-                (si, _, _, (ai, bi), _), (sj, _, _, (aj, bj), _) = kept[i], kept[j]
-                if si["shot_index"] == sj["shot_index"] and ai < bj and aj < bi:
-                    cannot.add((i, j))
-        labels = cluster_embeddings(mat, cfg.identity_threshold, cannot) if len(mat) else []
-        ids = [f"{task.video_id}-p{lab:02d}" for lab in labels]
-        identities = []
-        for lab in sorted(set(labels)):
-            members = [i for i, x in enumerate(labels) if x == lab]
-            emb = l2n(np.mean([mat[i] for i in members], axis=0))
-            identities.append({
-                "identity_id": f"{task.video_id}-p{lab:02d}", "video_id": task.video_id,
-                "embedding": emb.astype(np.float32).tolist(),
-                "tracks": [{"shot_index": int(kept[i][0]["shot_index"]), "track_id": int(kept[i][1].track_id)} for i in members],
-            })
-        return {"identities": identities, "per_track": [(ids[i], embs[i]) for i in range(len(kept))]}
+            emb = l2n(np.mean([p.embedding for p in faces], axis=0)) if faces else None
+            refs.append(TrackRef(int(shot["shot_index"]), int(t.track_id), a, b, emb))
+        return cluster_identities(task.video_id, refs, cfg.identity_threshold)
 
     def _make_clip(self, task, path, shot, t: Track, st: ShotTracks, others: list[Track], a: int, b: int, fps: float,
                    times_all, region: tuple[int, int, int, int], out_w: int, out_h: int, rot: int, deadline: Deadline,
@@ -472,3 +455,76 @@ class PeopleOperator(Operator):
     def _boxes_at(t: Track, det_t: np.ndarray, when: np.ndarray) -> np.ndarray:
         fb = t.face_boxes
         return np.column_stack([np.interp(when, det_t, fb[:, c]) for c in range(4)])
+
+
+@dataclass
+class TrackRef:
+    """What identity clustering needs of one kept track: where it is and its mean face embedding."""
+
+    shot_index: int
+    track_id: int
+    start_frame: int
+    end_frame: int
+    embedding: np.ndarray | None
+
+
+def cluster_identities(video_id: str, tracks: list[TrackRef], threshold: float) -> dict[str, Any]:
+    """People of one video: tracks clustered by face embedding (two tracks seen at the same time in one
+    shot are never the same person). Returns ``identities`` (one dict per person) and ``per_track``
+    ((identity_id, embedding) per track, in the order given)."""
+    from models.identity import cluster_embeddings, l2n
+
+    embs = [t.embedding for t in tracks]
+    dim = next((len(e) for e in embs if e is not None), 1)
+    mat = np.stack([e if e is not None else np.zeros(dim, np.float32) for e in embs]) if embs else np.zeros((0, dim))
+    cannot = set()
+    for i in range(len(tracks)):
+        for j in range(i + 1, len(tracks)):
+            ti, tj = tracks[i], tracks[j]
+            if ti.shot_index == tj.shot_index and ti.start_frame < tj.end_frame and tj.start_frame < ti.end_frame:
+                cannot.add((i, j))
+    labels = cluster_embeddings(mat, threshold, cannot) if len(mat) else []
+    ids = [f"{video_id}-p{lab:02d}" for lab in labels]
+    identities = []
+    for lab in sorted(set(labels)):
+        members = [i for i, x in enumerate(labels) if x == lab]
+        emb = l2n(np.mean([mat[i] for i in members], axis=0))
+        identities.append({
+            "identity_id": f"{video_id}-p{lab:02d}", "video_id": video_id,
+            "embedding": emb.astype(np.float32).tolist(),
+            "tracks": [{"shot_index": tracks[i].shot_index, "track_id": tracks[i].track_id} for i in members],
+        })
+    return {"identities": identities, "per_track": [(ids[i], embs[i]) for i in range(len(tracks))]}
+
+
+class IdentityOperator(Operator):
+    """Identities of a whole video (STAGE "identities"), once its shots were processed one by one: the
+    people stage clusters the tracks of the shots it saw; this stage clusters every track of the video
+    from its clips' ``identity_embedding`` and renumbers ``clips.identity_id`` (same rule, same result as
+    the people stage run on the whole video)."""
+
+    name = "identities"
+    reads = ("video", "clips")
+    writes = ("clips", "identities")
+    resources = Resources(num_cpus=0.1, memory_mb=256)
+
+    def process(self, task: VideoTask, deadline: Deadline) -> VideoTask:
+        groups: dict[tuple[int, int], list[dict]] = {}
+        for c in task.clips:
+            if c.get("track_id") is None or int(c.get("track_id", -1)) < 0 or "identity_id" not in c:
+                continue
+            groups.setdefault((int(c.get("shot_index", -1)), int(c["track_id"])), []).append(c)
+        if not groups:
+            return task
+        refs = []
+        for (shot_index, track_id), clips in sorted(groups.items()):
+            emb = next((c["identity_embedding"] for c in clips if c.get("identity_embedding") is not None), None)
+            refs.append(TrackRef(shot_index, track_id, min(int(c["start_frame"]) for c in clips),
+                                 max(int(c["end_frame"]) for c in clips),
+                                 None if emb is None else np.asarray(emb, np.float32)))
+        result = cluster_identities(task.video_id, refs, self.settings.people.identity_threshold)
+        for (key, clips), (ident, _) in zip(sorted(groups.items()), result["per_track"]):
+            for c in clips:
+                c["identity_id"] = ident
+        task.identities = result["identities"]
+        return task

@@ -18,21 +18,37 @@ from schemas.settings import ConfigError, load_settings
 
 
 def _cmd_run(args) -> int:
+    from pipeline.inputs import collect_inputs
+    from pipeline.progress import Progress
     from pipeline.runner import run
     from pipeline.stats import format_funnel
 
     settings = load_settings(args.config)
     if args.num_cpus:
         settings.run.num_cpus = args.num_cpus
-    summary = run(args.input, args.output, settings, address=args.address, use_ray=not args.no_ray)
+    if args.verbose:
+        settings.run.verbose = True
+    n_inputs = len(collect_inputs(args.input, settings.input.extensions)[0])
+    progress = Progress(n_inputs, mode="quiet" if args.quiet else "auto", json_log=args.log_json)
+    summary = run(args.input, args.output, settings, address=args.address, use_ray=not args.no_ray, progress=progress)
+    if args.quiet:
+        return 0
+    t = summary["timings_s"]
     print(f"run {summary['run_id']}: {summary['inputs']} inputs, {summary['processed']} processed, "
           f"{summary['skipped_already_done']} already done, {summary['rejected_videos']} rejected "
-          f"in {summary['timings_s']['wall']:.1f} s -> {args.output}")
+          f"in {t['wall']:.1f} s ({summary.get('video_s', 0.0) / 60:.1f} min of video, "
+          f"{summary.get('realtime_factor', 0.0):.2f}x realtime)")
+    if summary.get("lost_videos") or summary.get("write_failed"):
+        print(f"{summary.get('lost_videos', 0)} videos lost with their worker (rejects reason worker_lost), "
+              f"{summary.get('write_failed', 0)} could not be written")
     skipped = (summary.get("input_files") or {}).get("skipped") or {}
     if skipped:
         print(f"{sum(skipped.values())} input files skipped (not run): "
               + ", ".join(f"{n} {reason}" for reason, n in skipped.items()) + " (summary.json input_files)")
     print(format_funnel(summary["funnel"]))
+    print(f"output: {args.output}")
+    print(f"report: lpm-curate report {args.output} --out {args.output.rstrip('/')}/report   "
+          f"(tables: lpm-curate stats {args.output})")
     return 0
 
 
@@ -119,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="Ray cluster address (default: an embedded local Ray)")
     r.add_argument("--num-cpus", type=float, help="CPUs of the embedded local Ray")
     r.add_argument("--no-ray", action="store_true", help="run in this process without Ray (debugging)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress line and no summary (see --log-json)")
+    r.add_argument("--log-json", metavar="FILE", help="append one JSON line per finished video and one for the run to FILE")
     r.set_defaults(fn=_cmd_run)
 
     s = sub.add_parser("stats", help="funnel and per-column statistics of an output folder")

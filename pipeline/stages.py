@@ -1,6 +1,10 @@
 """The ordered list of stages. Each entry is an Operator class; pipeline/ turns each into a Ray Data
 stage (an actor pool that loads the operator's models once) or runs them in-process for tests.
 
+Work units (operators/units.py): the first stages run on the whole video (scope "video": probe, shots),
+then the video is split into one unit per kept shot for the shot-scope stages, and joined again for the
+remaining video-scope stages. :func:`phases` returns the three runs of stages.
+
 To add a stage: write an Operator in operators/, then add it here at its place in the order.
 """
 from __future__ import annotations
@@ -9,7 +13,7 @@ from operators.audio import AudioTracksOperator, SeparationOperator
 from operators.asd import ConversationOperator
 from operators.base import Operator
 from operators.clips import ClipPlanOperator
-from operators.people import PeopleOperator
+from operators.people import IdentityOperator, PeopleOperator
 from operators.probe import ProbeOperator
 from operators.shots import ShotOperator
 # faces / references / captions / embeddings (issue 6): always the LAST four stages, in this order
@@ -30,6 +34,8 @@ STAGES: list[type[Operator]] = [
     # --- insert people / separation / conversation / audio ABOVE this line ---
     # issue 6 (keep last, in this order): face analysis -> references -> captions -> embeddings
     FaceAnalysisOperator,
+    # --- the stages above run per kept shot (scope "shot"), the ones below on the whole video again ---
+    IdentityOperator,  # people of the whole video from every track's face embedding
     ReferenceOperator,
     CaptionOperator,
     EmbeddingOperator,
@@ -52,6 +58,18 @@ def build_operators(settings) -> list[Operator]:
     classes = [s for s in STAGES if not wanted or s.name in wanted]
     check_order(classes)
     return [cls(settings) for cls in classes]
+
+
+def phases(operators: list[Operator]) -> tuple[list[int], list[int], list[int]]:
+    """Indices of the head (video scope, before the first shot-scope stage), shot and tail stages."""
+    scopes = [op.scope for op in operators]
+    first = next((i for i, s in enumerate(scopes) if s == "shot"), len(scopes))
+    last = max((i for i, s in enumerate(scopes) if s == "shot"), default=first - 1)
+    head, shot, tail = list(range(first)), list(range(first, last + 1)), list(range(last + 1, len(scopes)))
+    wrong = [operators[i].name for i in shot if scopes[i] != "shot"]
+    if wrong:
+        raise ValueError(f"stages {wrong} need the whole video but sit between per-shot stages; move them after the last shot-scope stage")
+    return head, shot, tail
 
 
 def check_order(classes: list[type[Operator]]) -> None:

@@ -29,12 +29,14 @@ class Section(BaseModel):
 class RunSettings(Section):
     """How the job is executed."""
 
-    item_timeout_s: float = Field(900.0, gt=0, description="Budget of one stage on one video; past it the video is rejected with reason 'timeout'.")
+    item_timeout_s: float = Field(900.0, gt=0, description="Budget of one stage on one work unit (a video for probe and shots, else one shot; the per-video tail stages get it per video); past it the unit is rejected with reason 'timeout' (a shot: that shot only).")
     subprocess_timeout_s: float = Field(300.0, gt=0, description="Hard limit of any single ffmpeg/ffprobe call.")
     max_video_s: float = Field(4 * 3600.0, gt=0, description="Longer inputs are rejected as 'too_long' (bounds model time per item).")
     num_cpus: float | None = Field(None, gt=0, description="CPUs for an embedded local Ray (None: all). Ignored with --address.")
     stage_cpus: float | None = Field(None, gt=0, description="Logical CPUs per stage actor; None: the operator's default, scaled so all stages fit the cluster.")
-    stage_concurrency: int = Field(1, ge=1, description="Actors per stage (per stage group).")
+    stage_concurrency: int = Field(1, ge=1, description="Actors per pool of the per-video stages (probe and shots; identities, references, captions, embeddings).")
+    shot_workers: int | None = Field(None, ge=1, description="Actors per pool of the per-shot stages (people, separation, conversation, audio, faces), which hold most of the work; None: one per CPU of the cluster.")
+    max_retries: int = Field(2, ge=0, description="Times a unit is retried when its worker process dies (killed, out of memory); after that its video is rejected as 'worker_lost'.")
     fuse_stages: bool | None = Field(None, description="Run all stages in one actor (True) or one actor pool per stage (False); None: fuse when the cluster has fewer than 2 CPUs per stage.")
     resume: bool = Field(True, description="Skip videos already finished in the output folder with the same config hash.")
     work_dir: str | None = Field(None, description="Local folder for per-video working files (a copy with regenerated timestamps); None: <output>/_work for a local output folder, else a folder under the system temp dir. Each video's files are removed once its rows are written.")

@@ -75,15 +75,32 @@ def test_every_registered_stage_declares_resources():
 
 
 def test_stages_fuse_on_small_machines_and_split_on_clusters(settings):
-    from pipeline.runner import _stage_cpus, stage_groups
-    from pipeline.stages import build_operators
+    from pipeline.runner import _stage_cpus, shot_workers, stage_groups
+    from pipeline.stages import build_operators, phases
 
     ops = build_operators(settings)
+    head, shot, tail = phases(ops)
+    assert [ops[i].name for i in head] == ["probe", "shots"] and ops[shot[0]].name == "clips"
+    assert [ops[i].name for i in tail] == ["identities", "references", "captions", "embeddings"]
     small = stage_groups(ops, settings, cluster_cpus=2)
-    assert small == [list(range(len(ops)))]
-    assert sum(_stage_cpus(small, ops, settings, 2)) <= 0.8 * 2
+    assert small == [("head", head), ("shot", shot), ("tail", tail)]
+
+    def reserved(groups, cpus):
+        return sum(c * (shot_workers(settings, cpus) if phase == "shot" else 1)
+                   for (phase, _), c in zip(groups, _stage_cpus(groups, ops, settings, cpus)))
+
+    assert reserved(small, 2) <= 0.95 * 2
     big = stage_groups(ops, settings, cluster_cpus=64)
-    assert big == [[i] for i in range(len(ops))]
+    assert big == [(ph, [i]) for ph, idx in zip(("head", "shot", "tail"), (head, shot, tail)) for i in idx]
     settings.run.fuse_stages = False
     split = stage_groups(ops, settings, cluster_cpus=2)
-    assert len(split) == len(ops) and sum(_stage_cpus(split, ops, settings, 2)) <= 0.8 * 2
+    assert len(split) == len(ops) and reserved(split, 2) <= 0.95 * 2
+
+
+def test_a_stage_that_needs_the_whole_video_cannot_sit_between_shot_stages(settings):
+    from pipeline.stages import build_operators, phases
+
+    ops = build_operators(settings)
+    ops.insert(4, ops.pop([o.name for o in ops].index("references")))
+    with pytest.raises(ValueError, match="references"):
+        phases(ops)
