@@ -30,7 +30,13 @@ def _cmd_run(args) -> int:
         settings.run.verbose = True
     n_inputs = len(collect_inputs(args.input, settings.input.extensions)[0])
     progress = Progress(n_inputs, mode="quiet" if args.quiet else "auto", json_log=args.log_json)
-    summary = run(args.input, args.output, settings, address=args.address, use_ray=not args.no_ray, progress=progress)
+    from pipeline.store import OutputLockedError
+
+    try:
+        summary = run(args.input, args.output, settings, address=args.address, use_ray=not args.no_ray, progress=progress)
+    except OutputLockedError as exc:
+        print(f"lpm-curate: {exc}", file=sys.stderr)
+        return 3
     if args.quiet:
         return 0
     t = summary["timings_s"]

@@ -365,9 +365,9 @@ def record_lost(store: OutputStore, uris: list[str], receipts: list[dict], setti
 # ----------------------------------------------------------------------------- entry point
 def run(inputs: list[str], out_uri: str, settings: Settings, address: str | None = None, use_ray: bool = True,
         progress: Progress | None = None) -> dict:
-    """Run the pipeline; returns the summary (also written to DIR/summary.json)."""
-    from pipeline.stats import funnel
+    """Run the pipeline; returns the summary (also written to DIR/summary.json).
 
+    Raises :class:`pipeline.store.OutputLockedError` when another run is writing ``out_uri``."""
     t0 = time.time()
     cpu0 = time.process_time()
     if settings.models.dir is None:
@@ -376,8 +376,16 @@ def run(inputs: list[str], out_uri: str, settings: Settings, address: str | None
         settings.run.work_dir = default_work_dir(out_uri)
     uris, input_files = collect_inputs(inputs, settings.input.extensions)
     store = OutputStore(out_uri, settings.output.compression, settings.output.row_group_rows)
-    store.ensure_layout()
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    with store.lock(run_id):  # a second run on the same folder stops here with OutputLockedError
+        return _run_locked(store, run_id, uris, input_files, out_uri, settings, address, use_ray, progress, t0, cpu0)
+
+
+def _run_locked(store: OutputStore, run_id: str, uris: list[str], input_files: dict, out_uri: str, settings: Settings,
+                address: str | None, use_ray: bool, progress: Progress | None, t0: float, cpu0: float) -> dict:
+    from pipeline.stats import funnel
+
+    store.ensure_layout()
     log.info("run %s: %d inputs -> %s", run_id, len(uris), out_uri)
     if not uris:
         receipts = []

@@ -6,17 +6,28 @@ Layout of DIR::
     clips/part-<video_id>.parquet     rejects/part-<video_id>.parquet
     _state/<video_id>.json            marker: the video is finished (written last)
     summary.json                      run id, config hash, code version, funnel, timings
+    _lock.json                        held by the run writing the folder (pid, host, run id, start)
 
 A video's parts are written to temporary names and renamed into place, then its marker is written.
 A run killed at any moment leaves at most temporary files (ignored, cleaned on the next run) or parts
 without a marker (rewritten under the same names by the rerun): never duplicate rows. All I/O goes
 through pyarrow.fs, so DIR may be a local path or an s3:// / gs:// URI.
+
+A write that fails (disk full, quota, lost connection) removes its temporary file and raises
+:class:`StoreWriteError`; the video's old marker is removed before its parts are replaced, so a reader
+never sees a half-written part as finished, and the next run writes the video again. Only one run may
+write a folder at a time: :meth:`OutputStore.lock` (see there) refuses a second with
+:class:`OutputLockedError`.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -28,7 +39,26 @@ from pipeline.inputs import text_uri
 from schemas import TABLES, to_table, validate
 
 TABLE_NAMES = ("videos", "shots", "clips", "rejects")
-RETRYABLE_REASONS = ("timeout", "internal_error", "model_missing")
+RETRYABLE_REASONS = ("timeout", "internal_error", "model_missing", "worker_lost")
+LOCK_NAME = "_lock.json"
+
+
+class OutputLockedError(RuntimeError):
+    """Another run is writing the same output folder."""
+
+
+class StoreWriteError(OSError):
+    """A part, marker or summary could not be written (disk full, permissions, lost connection)."""
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _fs_and_path(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -80,6 +110,70 @@ class OutputStore:
                     n += 1
         return n
 
+    # ------------------------------------------------------------------ lock
+    def read_lock(self) -> dict[str, Any] | None:
+        try:
+            with self.fs.open_input_stream(self.path(LOCK_NAME)) as fh:
+                return json.loads(fh.read().decode())
+        except (FileNotFoundError, OSError, json.JSONDecodeError):
+            return None
+
+    def _lock_is_stale(self, held: dict[str, Any]) -> bool:
+        """A lock left by a run that died: same host and its process is gone."""
+        try:
+            pid = int(held.get("pid", -1))
+        except (TypeError, ValueError):
+            return False
+        return held.get("host") == socket.gethostname() and pid > 0 and not _pid_alive(pid)
+
+    def _locked_message(self, held: dict[str, Any] | None) -> str:
+        who = (f"run {held.get('run_id')} (pid {held.get('pid')} on {held.get('host')}, since {held.get('started')})"
+               if held else "another run")
+        return (f"output {self.uri} is being written by {who}. Wait for it to finish, write to another folder, "
+                f"or, if that run is dead on another machine, delete {self.path(LOCK_NAME)}")
+
+    @contextlib.contextmanager
+    def lock(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Hold the folder for one run: ``with store.lock(run_id): ...``.
+
+        Local folders use an exclusive create (O_EXCL), so two runs started at the same moment cannot
+        both win; a lock whose process is gone (same host) is taken over. On object stores the check is
+        best effort (write, then read back our run id). Raises :class:`OutputLockedError` with who holds it."""
+        me = {"run_id": run_id, "pid": os.getpid(), "host": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        self.fs.create_dir(self.root, recursive=True)
+        path = self.path(LOCK_NAME)
+        body = json.dumps(me, indent=2).encode()
+        for _ in range(2):
+            if isinstance(self.fs, pafs.LocalFileSystem):
+                try:
+                    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                except FileExistsError:
+                    pass
+                else:
+                    with os.fdopen(fd, "wb") as fh:
+                        fh.write(body)
+                    break
+            elif self.fs.get_file_info(path).type != pafs.FileType.File:
+                with self.fs.open_output_stream(path) as fh:
+                    fh.write(body)
+                if (self.read_lock() or {}).get("run_id") == run_id:
+                    break
+            held = self.read_lock()
+            if held is not None and self._lock_is_stale(held):
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.delete_file(path)
+                continue
+            raise OutputLockedError(self._locked_message(held))
+        else:
+            raise OutputLockedError(self._locked_message(self.read_lock()))
+        try:
+            yield me
+        finally:
+            if (self.read_lock() or {}).get("run_id") == run_id:
+                with contextlib.suppress(FileNotFoundError, OSError):
+                    self.fs.delete_file(path)
+
     # ------------------------------------------------------------------ markers
     def marker(self, video_id: str) -> dict[str, Any] | None:
         try:
@@ -101,22 +195,35 @@ class OutputStore:
     def _write_atomic(self, table_name: str, video_id: str, table: pa.Table) -> None:
         final = self.path(table_name, f"part-{video_id}.parquet")
         tmp = self.path(table_name, f".tmp-{video_id}-{uuid.uuid4().hex[:8]}.parquet")
-        with self.fs.open_output_stream(tmp) as fh:
-            pq.write_table(table, fh, compression=self.compression, row_group_size=self.row_group_rows,
-                           write_statistics=True, use_dictionary=True)
-        self.fs.move(tmp, final)
+        self._write_then_move(tmp, final, lambda fh: pq.write_table(
+            table, fh, compression=self.compression, row_group_size=self.row_group_rows, write_statistics=True,
+            use_dictionary=True))
 
     def _write_json_atomic(self, path: str, data: dict) -> None:
         tmp = path.rsplit("/", 1)[0] + f"/.tmp-{uuid.uuid4().hex[:8]}.json"
-        with self.fs.open_output_stream(tmp) as fh:
-            fh.write(json.dumps(data, indent=2, sort_keys=True, default=str).encode())
-        self.fs.move(tmp, path)
+        body = json.dumps(data, indent=2, sort_keys=True, default=str).encode()
+        self._write_then_move(tmp, path, lambda fh: fh.write(body))
+
+    def _write_then_move(self, tmp: str, final: str, write) -> None:
+        """Write ``tmp`` and rename it to ``final``; on any failure the temporary file is removed and
+        :class:`StoreWriteError` raised (``final`` keeps what it had)."""
+        try:
+            with self.fs.open_output_stream(tmp) as fh:
+                write(fh)
+            self.fs.move(tmp, final)
+        except Exception as exc:
+            with contextlib.suppress(Exception):
+                self.fs.delete_file(tmp)
+            raise StoreWriteError(f"could not write {final}: {exc}") from exc
 
     def write_video(self, video_id: str, config_hash: str, rows: dict[str, list[dict]], status: str, reason: str = "",
                     timings_s: dict[str, float] | None = None) -> dict[str, int]:
         """Write one video's rows of every table (validated against schemas/), then its marker."""
         counts = {}
         prev = self.marker(video_id) or {}
+        if prev:  # not finished while its parts change: a failure below leaves it unfinished, not mixed
+            with contextlib.suppress(FileNotFoundError):
+                self.fs.delete_file(self.path("_state", f"{video_id}.json"))
         for name in TABLE_NAMES:
             table = validate(name, to_table(name, [utf8_safe(r) for r in rows.get(name, [])]))
             counts[name] = table.num_rows
@@ -178,7 +285,8 @@ class OutputStore:
             infos = self.fs.get_file_info(pafs.FileSelector(self.path("_state"), allow_not_found=True))
         except FileNotFoundError:
             return set()
-        return {i.base_name[: -len(".json")] for i in infos if i.base_name.endswith(".json") and not i.base_name.startswith(".tmp-")}
+        return {i.base_name[: -len(".json")] for i in infos
+                if i.base_name.endswith(".json") and not i.base_name.startswith((".", "_"))}
 
     def read_summary(self) -> dict | None:
         try:
