@@ -24,9 +24,12 @@ left as they are; missing weights reject the video with ``model_missing``. See d
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import resource
+import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -89,6 +92,12 @@ def vad_to_frames(probs: np.ndarray, n: int, fps: float, offset_s: float = 0.0, 
     return probs[i].astype(np.float32) if len(probs) else np.zeros(n, np.float32)
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (ffmpeg decodes)."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
 def fit(x: np.ndarray, n: int) -> np.ndarray:
     x = np.asarray(x, np.float32)
     return x[:n] if len(x) >= n else np.concatenate([x, np.zeros(n - len(x), np.float32)])
@@ -136,6 +145,22 @@ class ConversationOperator(Operator):
     writes = ("clips", "rejects")
     resources = Resources(num_cpus=1.0, memory_mb=2048)
     scope = "shot"
+    # part name -> [CPU s, wall s] accumulated over process(); None (default) measures nothing
+    # (bench/conversation_cost.py sets a dict)
+    part_times: dict[str, list[float]] | None = None
+
+    @contextlib.contextmanager
+    def _part(self, name: str) -> Iterator[None]:
+        if self.part_times is None:
+            yield
+            return
+        c0, w0 = _cpu_s(), time.perf_counter()
+        try:
+            yield
+        finally:
+            acc = self.part_times.setdefault(name, [0.0, 0.0])
+            acc[0] += _cpu_s() - c0
+            acc[1] += time.perf_counter() - w0
 
     def setup(self) -> None:
         import torch
@@ -151,7 +176,8 @@ class ConversationOperator(Operator):
         self.model_error = ""
         try:
             self.asd_model = resolve_checkpoint(self.settings, cfg.asd_checkpoint)
-            self.scorer = ASDScorer(load_lr_asd(self.asd_model.path), windows_s=cfg.windows_s)
+            self.scorer = ASDScorer(load_lr_asd(self.asd_model.path), windows_s=cfg.windows_s,
+                                    visual_context=cfg.visual_context)
             self.landmarker = FaceLandmarker.from_settings(self.settings, num_faces=2)
             self.vad = SileroVAD.load(self.settings)
             self.sync_model = None
@@ -193,9 +219,10 @@ class ConversationOperator(Operator):
 
         cfg = self.settings.conversation
         n = len(frames)
-        track = self.landmarker.track(frames, ASD_FPS, target_boxes=[None if not np.all(np.isfinite(b)) else b for b in boxes],
-                                      every=cfg.landmark_every)
-        mo = mouth_openness(track)
+        with self._part("landmarks"):
+            track = self.landmarker.track(frames, ASD_FPS, target_boxes=[None if not np.all(np.isfinite(b)) else b for b in boxes],
+                                          every=cfg.landmark_every)
+            mo = mouth_openness(track)
         if cfg.landmark_every > 1:
             ok = np.isfinite(mo)
             if ok.sum() >= 2:
@@ -209,23 +236,28 @@ class ConversationOperator(Operator):
         boxes = boxes.copy()
         boxes[missing] = lm_boxes[missing]
         have_face = np.all(np.isfinite(boxes), axis=1)
-        faces = crop_faces(frames, median_boxes(boxes), cfg.crop_scale)
-        feats = mfcc(audio)
+        with self._part("crops"):
+            faces = crop_faces(frames, median_boxes(boxes), cfg.crop_scale)
+        with self._part("mfcc"):
+            feats = mfcc(audio)
         # as the demo: video and audio cut to their common length (no window is then cut short by the audio)
         m = max(1, min(n, self.scorer.aligned_length(n, len(feats))))
-        cache = self.scorer.embed(faces[:m])
-        s0 = _extend(self.scorer.score_cached(cache, feats), n)
-        s0[~have_face] = np.nan
-        visual = _extend(self.scorer.visual_scores(cache), n)
-        visual[~have_face] = np.nan
+        with self._part("embed"):
+            cache = self.scorer.embed(faces[:m])
+        with self._part("scores"):
+            s0 = _extend(self.scorer.score_cached(cache, feats), n)
+            s0[~have_face] = np.nan
+            visual = _extend(self.scorer.visual_scores(cache), n)
+            visual[~have_face] = np.nan
         motion = st.mouth_motion(mo, ASD_FPS, cfg.mouth_window_s)
         lags = self.lags()
         from models.lr_asd_sync import sync_scores
 
         if self.sync_head is not None:
             # the fine-tuned sync head: log-odds that this mouth speaks the heard audio (models/lr_asd_sync.py)
-            sync = _extend(sync_scores(self.sync_head, self.scorer.net, cache, feats, windows=cfg.sync_windows_s,
-                                       phases=cfg.sync_phases), n)
+            with self._part("sync"):
+                sync = _extend(sync_scores(self.sync_head, self.scorer.net, cache, feats, windows=cfg.sync_windows_s,
+                                           phases=cfg.sync_phases), n)
         else:
             sync = s0 - visual  # what the heard audio adds beyond the lips alone (see operators/states.py)
         if self.offset_head is not None:
@@ -233,7 +265,8 @@ class ConversationOperator(Operator):
         else:
             shifted = lambda k: self.scorer.score_cached(cache, feats, int(k), windows=cfg.offset_windows_s)  # noqa: E731
         sync[~have_face] = np.nan
-        lag_scores = np.stack([_extend(shifted(k), n) for k in lags]) if len(lags) else np.zeros((0, n))
+        with self._part("offset_scan"):
+            lag_scores = np.stack([_extend(shifted(k), n) for k in lags]) if len(lags) else np.zeros((0, n))
         # frames chosen without looking at the audio (a speech mask would favour lag 0): a moving mouth
         sel = (np.nan_to_num(motion) > cfg.motion_threshold) & have_face & np.all(np.isfinite(lag_scores), axis=0)
         if self.offset_head is not None and len(lags):
@@ -305,16 +338,19 @@ class ConversationOperator(Operator):
             shot_audio = None
             if shot_index in vocals:
                 try:
-                    shot_audio = decode_flac(vocals[shot_index], SR, timeout)
+                    with self._part("decode"):
+                        shot_audio = decode_flac(vocals[shot_index], SR, timeout)
                 except MediaError as exc:
                     log.warning("vocals of shot %s unreadable (%s); using clip audio", shot_index, exc)
             shot_t0 = float(shot.get("start_s", min(float(c["start_s"]) for c in clips)))
-            shot_probs = self.vad.speech_probabilities(shot_audio) if shot_audio is not None else None
+            with self._part("vad"):
+                shot_probs = self.vad.speech_probabilities(shot_audio) if shot_audio is not None else None
             results: list[tuple[dict, ClipAnalysis, np.ndarray]] = []
             for c in clips:
                 deadline.check("conversation")
                 try:
-                    frames = read_clip_frames(c, timeout_s=timeout)
+                    with self._part("decode"):
+                        frames = read_clip_frames(c, timeout_s=timeout)
                     if len(frames) == 0:
                         raise MediaError("video_decode_error", "clip has no frames")
                     n = len(frames)
@@ -324,8 +360,10 @@ class ConversationOperator(Operator):
                         audio = fit(shot_audio[a0:], int(round(n / ASD_FPS * SR)))
                         probs, p0 = shot_probs, off
                     else:
-                        audio = fit(read_clip_audio(c, SR, timeout_s=timeout), int(round(n / ASD_FPS * SR)))
-                        probs, p0 = self.vad.speech_probabilities(audio), 0.0
+                        with self._part("decode"):
+                            audio = fit(read_clip_audio(c, SR, timeout_s=timeout), int(round(n / ASD_FPS * SR)))
+                        with self._part("vad"):
+                            probs, p0 = self.vad.speech_probabilities(audio), 0.0
                     speech = vad_to_frames(probs, n, ASD_FPS, p0)
                     boxes = clip_face_boxes(c, n)
                     res = self.analyse(frames, audio, boxes, speech)
@@ -337,7 +375,8 @@ class ConversationOperator(Operator):
                 results.append((c, res, speech))
             if results:
                 self.last_analyses[shot_index] = results
-                self._decide_shot(task, results, counts)
+                with self._part("decision"):
+                    self._decide_shot(task, results, counts)
                 for _, r, _ in results:
                     r.release()
         extra = {"sync_head_sha256": self.sync_model.digest} if self.sync_model is not None else {}
