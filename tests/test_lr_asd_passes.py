@@ -1,0 +1,50 @@
+"""The LR-ASD speed-ups of issue 19 keep the arithmetic: the 2-D formulation of the visual blocks equals
+the checkpoint's 3-D convolutions, and the chunked one-pass track embedding equals one pass over the track."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.lr_asd import LRASD, ASDScorer, VisualBlock
+
+
+def _randomised(net: torch.nn.Module) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(0)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g))
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+    return net.eval()
+
+
+def test_visual_block_2d_equals_3d_convolutions():
+    blk = _randomised(VisualBlock(8, 16, downsample=True))
+    x = torch.randn(2, 8, 11, 20, 20)
+    with torch.no_grad():
+        ref = x
+        for conv, norm in ((blk.s_1, blk.s_norm_1), (blk.s_2, blk.s_norm_2), (blk.t_1, blk.t_norm_1), (blk.t_2, blk.t_norm_2)):
+            ref = torch.relu(norm(conv(ref)))
+        got = blk(x)
+    assert got.shape == ref.shape
+    assert torch.allclose(got, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_chunked_track_embedding_equals_one_pass_and_clip_mode_slices_it():
+    net = _randomised(LRASD())
+    faces = torch.randint(0, 255, (130, 112, 112), dtype=torch.uint8)
+    with torch.no_grad():
+        whole = net.model.embed_visual(faces.unsqueeze(0))
+        chunked = net.model.embed_visual_long(faces, chunk=40)
+    assert torch.allclose(whole, chunked, atol=1e-5)
+    sc = ASDScorer(net, windows_s=(1, 2), visual_context="clip")
+    cache = sc.embed(faces.numpy())
+    assert [s for s, _ in cache.windows[2]] == [0, 50, 100]
+    assert torch.allclose(cache.windows[2][1][1], whole[:, 50:100], atol=1e-5)
+    # window mode differs only near window edges (zero padding there), not in the middle of a window
+    win = ASDScorer(net, windows_s=(2,), visual_context="window").embed(faces.numpy())
+    assert torch.allclose(win.windows[2][1][1][:, 12:38], whole[:, 62:88], atol=1e-4)
+    feats = np.random.default_rng(0).normal(size=(4 * 130, 13)).astype(np.float32)
+    assert np.isfinite(sc.score_cached(cache, feats)).all()
+    with pytest.raises(ValueError):
+        ASDScorer(net, visual_context="frames")
