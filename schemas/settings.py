@@ -153,7 +153,7 @@ class ConversationSettings(Section):
 
     asd_checkpoint: Literal["pretrain_AVA", "finetuning_TalkSet"] = "pretrain_AVA"
     windows_s: list[int] = Field(default_factory=lambda: [1, 2, 3, 4, 5, 6], description="LR-ASD window lengths (s) whose per-frame logits are averaged (reference demo: 1..6).")
-    visual_context: Literal["clip", "window"] = Field("window", description="LR-ASD visual embeddings: 'window' (default) embeds each window of each length on its own, as the reference demo and as the sync head was trained; 'clip' embeds each face track once and slices every window from it (one pass: 42 instead of 84 CPU-s per minute per person, but the sync-head offset scan is then wrong on globally delayed audio, tests/test_sync_composites.py; not yet for production).")
+    visual_context: Literal["clip", "window"] = Field("window", description="LR-ASD visual embeddings: 'window' (default) embeds each window of each length on its own, as the reference demo and as the sync head was trained; 'clip' embeds each face track once and slices every window from it (one pass: 42 instead of 97 CPU-s per minute per person on bench/conversation_cost.py, but the sync-head offset scan is then wrong on globally delayed audio, tests/test_sync_composites.py; not yet for production).")
     crop_scale: float = Field(0.60, ge=0, le=2, description="Face crop scale around the face box (reference demo 0.40; 0.60 measured better for the sync evidence, docs/CONVERSATION.md).")
     torch_threads: int = Field(1, ge=1, description="torch intra-op threads of one conversation worker.")
     landmark_every: int = Field(1, ge=1, description="Run the face landmarker on every n-th frame (mouth opening interpolated between).")
