@@ -39,13 +39,6 @@ OUT_KEYS = ("frame_states", "speak_scores", "sync_score", "av_offset_s", "av_off
             "speech_prob", "mouth_open")
 
 
-def _cpu_s() -> float:
-    import resource
-
-    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + ch.ru_utime + ch.ru_stime
-
-
 def prepare(args) -> None:
     from operators.audio import SeparationOperator
     from operators.base import VideoTask, run_operator
@@ -96,7 +89,7 @@ def timing(args) -> dict:
     import torch
 
     from operators.asd import ConversationOperator
-    from operators.base import Deadline
+    from operators.base import Deadline, cpu_seconds
     from schemas.settings import Settings
 
     s = Settings()
@@ -121,9 +114,9 @@ def timing(args) -> dict:
     for d in items:
         task = _task(d)
         op.part_times = {}
-        c0, w0 = _cpu_s(), time.perf_counter()
+        c0, w0 = cpu_seconds(), time.perf_counter()
         task = op.process(task, Deadline(None))
-        cpu, wall = _cpu_s() - c0, time.perf_counter() - w0
+        cpu, wall = cpu_seconds() - c0, time.perf_counter() - w0
         for k, (pc, pw) in op.part_times.items():
             acc = parts.setdefault(k, [0.0, 0.0])
             acc[0] += pc

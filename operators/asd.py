@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import resource
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
 
-from operators.base import Deadline, Operator, Resources, VideoTask
+from operators.base import Deadline, Operator, Resources, VideoTask, cpu_seconds
 from operators.clipmedia import read_clip_audio, read_clip_frames
 from operators.media import MediaError, decode_flac
 from operators import states as st
@@ -92,12 +91,6 @@ def vad_to_frames(probs: np.ndarray, n: int, fps: float, offset_s: float = 0.0, 
     return probs[i].astype(np.float32) if len(probs) else np.zeros(n, np.float32)
 
 
-def _cpu_s() -> float:
-    """CPU seconds of this process and its finished children (ffmpeg decodes)."""
-    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return time.process_time() + ch.ru_utime + ch.ru_stime
-
-
 def fit(x: np.ndarray, n: int) -> np.ndarray:
     x = np.asarray(x, np.float32)
     return x[:n] if len(x) >= n else np.concatenate([x, np.zeros(n - len(x), np.float32)])
@@ -154,12 +147,12 @@ class ConversationOperator(Operator):
         if self.part_times is None:
             yield
             return
-        c0, w0 = _cpu_s(), time.perf_counter()
+        c0, w0 = cpu_seconds(), time.perf_counter()
         try:
             yield
         finally:
             acc = self.part_times.setdefault(name, [0.0, 0.0])
-            acc[0] += _cpu_s() - c0
+            acc[0] += cpu_seconds() - c0
             acc[1] += time.perf_counter() - w0
 
     def setup(self) -> None:

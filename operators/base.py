@@ -20,6 +20,7 @@ import abc
 import contextlib
 import hashlib
 import json
+import resource
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -223,12 +224,18 @@ class Operator(abc.ABC):
                 raise TypeError(f"{cls.__name__}: unknown task part {part!r} (known: {TASK_PARTS})")
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process plus its finished child processes (the ffmpeg decodes and encodes)."""
+    ch = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + ch.ru_utime + ch.ru_stime
+
+
 def run_operator(op: Operator, task: VideoTask, item_timeout_s: float | None) -> VideoTask:
     """Run one operator on one task with errors turned into data. Used by Ray adapters and local runs."""
     if not task.ok:
         return task
     t0 = time.monotonic()
-    c0 = time.process_time()
+    c0 = cpu_seconds()
     try:
         op.ensure_setup()
         task = op.process(task, Deadline(item_timeout_s))
@@ -238,5 +245,5 @@ def run_operator(op: Operator, task: VideoTask, item_timeout_s: float | None) ->
         tb = traceback.format_exc(limit=6)
         task.reject(op.name, "internal_error", f"{type(exc).__name__}: {exc}\n{tb}")
     task.timings_s[op.name] = task.timings_s.get(op.name, 0.0) + (time.monotonic() - t0)
-    task.cpu_s[op.name] = task.cpu_s.get(op.name, 0.0) + (time.process_time() - c0)
+    task.cpu_s[op.name] = task.cpu_s.get(op.name, 0.0) + (cpu_seconds() - c0)
     return task
