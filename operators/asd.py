@@ -170,7 +170,8 @@ class ConversationOperator(Operator):
         try:
             self.asd_model = resolve_checkpoint(self.settings, cfg.asd_checkpoint)
             self.scorer = ASDScorer(load_lr_asd(self.asd_model.path), windows_s=cfg.windows_s,
-                                    visual_context=cfg.visual_context)
+                                    visual_context=cfg.visual_context, tile_s=cfg.sync_windows_s[0],
+                                    engine=cfg.visual_engine)
             self.landmarker = FaceLandmarker.from_settings(self.settings, num_faces=2)
             self.vad = SileroVAD.load(self.settings)
             self.sync_model = None

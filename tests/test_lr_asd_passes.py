@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.lr_asd import LRASD, ASDScorer, VisualBlock
+from models.lr_asd import LRASD, PIX_MEAN, PIX_STD, ASDScorer, VisualBlock
 
 
 def _randomised(net: torch.nn.Module) -> torch.nn.Module:
@@ -48,3 +48,50 @@ def test_chunked_track_embedding_equals_one_pass_and_clip_mode_slices_it():
     assert np.isfinite(sc.score_cached(cache, feats)).all()
     with pytest.raises(ValueError):
         ASDScorer(net, visual_context="frames")
+
+
+def test_onnxruntime_visual_engine_equals_torch_and_training_uses_the_module():
+    net = _randomised(LRASD())
+    faces = torch.randint(0, 255, (2, 37, 112, 112), dtype=torch.uint8)
+    with torch.no_grad():
+        ref = net.model.embed_visual(faces)
+    ASDScorer(net, engine="onnxruntime")
+    assert net.model.visual_runner is not None
+    with torch.no_grad():
+        got = net.model.embed_visual(faces)
+        short = net.model.embed_visual(faces[:1, :3])  # shorter than the export's example input
+        empty = net.model.embed_visual(faces[:1, :0])
+    assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        short_ref = net.model.visualEncoder((faces[:1, :3].float().unsqueeze(1) / 255.0 - PIX_MEAN) / PIX_STD)
+    assert torch.allclose(short, short_ref, atol=1e-4, rtol=1e-4)
+    assert empty.shape == (1, 0, 128)
+    # a scorer made later on the same network (the sync head's) keeps the engine; training runs the module
+    ASDScorer(net)
+    assert net.model.visual_runner is not None
+    net.train()
+    assert net.model.embed_visual(faces).requires_grad
+    net.eval()
+    ASDScorer(net, engine="torch")
+    assert net.model.visual_runner is None
+    with pytest.raises(ValueError):
+        ASDScorer(net, engine="tensorrt")
+
+
+def test_tiling_context_embeds_the_tile_windows_on_their_own_and_slices_the_rest():
+    net = _randomised(LRASD())
+    faces = torch.randint(0, 255, (130, 112, 112), dtype=torch.uint8).numpy()
+    win = ASDScorer(net, windows_s=(2,), visual_context="window").embed(faces)
+    til = ASDScorer(net, windows_s=(1, 2, 3), visual_context="tiling", tile_s=2).embed(faces)
+    # the 2 s windows are exactly the window mode's: what the sync head was trained on
+    assert [s for s, _ in til.windows[2]] == [s for s, _ in win.windows[2]] == [0, 50, 100]
+    for (_, a), (_, b) in zip(til.windows[2], win.windows[2]):
+        assert torch.equal(a, b)
+    # the other lengths are slices of that tiling (no extra visual pass)
+    assert [s for s, _ in til.windows[3]] == [0, 75]
+    assert torch.equal(til.windows[3][0][1], til.clip[:, 0:75])
+    assert torch.equal(til.windows[1][3][1], win.windows[2][1][1][:, 25:50])
+    feats = np.random.default_rng(0).normal(size=(4 * 130, 13)).astype(np.float32)
+    sc = ASDScorer(net, windows_s=(1, 2, 3), visual_context="tiling")
+    assert np.isfinite(sc.score_cached(til, feats)).all()
+    assert np.isfinite(sc.score_cached(til, feats[: 4 * 100])[:100]).all()  # audio shorter: windows cut
