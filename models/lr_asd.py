@@ -215,6 +215,7 @@ class OnnxVisualEncoder:
 
 
 VISUAL_ENGINES = ("torch", "onnxruntime")
+VISUAL_CONTEXTS = ("window", "clip", "tiling", "clip_sync")  # ASDScorer: how the visual embeddings of the windows are made
 
 
 class ASDNetwork(nn.Module):
@@ -430,8 +431,8 @@ class VisualCache:
 
     n_frames: int
     faces: np.ndarray | None = None  # [T, 112, 112] uint8, kept to re-embed a window cut short by the audio
-    clip: torch.Tensor | None = None  # [1, T, 128] one pass over the track ("clip") or its tiling ("tiling")
-    tile: int | None = None  # visual_context "tiling": the window length (s) whose windows make up `clip`
+    clip: torch.Tensor | None = None  # [1, T, 128] one pass over the track ("clip", "clip_sync") or its tiling ("tiling")
+    tile: int | None = None  # "tiling", "clip_sync": the window length (s) whose windows are embedded on their own
     windows: dict[int, list[tuple[int, torch.Tensor]]] = field(default_factory=dict)  # d -> [(start, emb[1,t,128])]
     visual_logits: np.ndarray | None = None
     cut: dict[tuple[int, int], torch.Tensor] = field(default_factory=dict)  # windows cut short by the audio
@@ -447,16 +448,21 @@ class ASDScorer:
         (one pass: a frame near a window edge sees its real neighbours instead of zero padding); 'tiling'
         embeds the consecutive windows of length tile_s on their own (exactly as 'window' does for that
         length, so a back end trained on such windows, the sync head, sees what it was trained on) and
-        slices the other lengths from that tiling (one pass). engine: the visual encoder's runtime
-        (ASDNetwork.use_visual_engine; None leaves the network's as it is)."""
-        if visual_context not in ("window", "clip", "tiling"):
-            raise ValueError(f"visual_context must be 'window', 'clip' or 'tiling', not {visual_context!r}")
+        slices the other lengths from that tiling (one pass); 'clip_sync' slices every length from the
+        one pass over the track as 'clip' but embeds the windows of length tile_s on their own as 'window'
+        (two passes: clip context for the decision scores, the sync head's own windows for the sync
+        evidence and offset scan). engine: the visual encoder's runtime (ASDNetwork.use_visual_engine;
+        None leaves the network's as it is)."""
+        if visual_context not in VISUAL_CONTEXTS:
+            raise ValueError(f"visual_context must be one of {VISUAL_CONTEXTS}, not {visual_context!r}")
         self.net = net.eval()
         self.windows_s = tuple(int(w) for w in windows_s)
         self.visual_context = visual_context
         self.tile_s = int(tile_s)
         if self.tile_s < 1:
             raise ValueError(f"tile_s must be >= 1, not {tile_s}")
+        if visual_context in ("tiling", "clip_sync") and self.tile_s not in self.windows_s:
+            raise ValueError(f"visual_context {visual_context!r}: tile_s {self.tile_s} must be one of the window lengths {self.windows_s}")
         if threads:
             torch.set_num_threads(int(threads))
         if engine is not None:
@@ -482,25 +488,18 @@ class ASDScorer:
         t = len(faces)
         cache = VisualCache(t, faces=faces)
         v = torch.from_numpy(np.ascontiguousarray(faces))
-        if self.visual_context == "clip":
+        if self.visual_context in ("clip", "clip_sync"):
             cache.clip = self.net.model.embed_visual_long(v)
             for d in self.windows_s:
                 n = d * VIDEO_FPS
                 cache.windows[d] = [(s, cache.clip[:, s:min(s + n, t)]) for s in range(0, t, n)]
+            if self.visual_context == "clip_sync":
+                cache.windows[self.tile_s] = self._own_windows(v, self.tile_s)
+                cache.tile = self.tile_s
             return cache
         lengths = (self.tile_s,) if self.visual_context == "tiling" else self.windows_s
         for d in lengths:
-            n = d * VIDEO_FPS
-            starts = list(range(0, t, n))
-            full = [s for s in starts if s + n <= t]
-            items: list[tuple[int, torch.Tensor]] = []
-            if full:
-                emb = self.net.model.embed_visual(torch.stack([v[s:s + n] for s in full]))
-                items += [(s, emb[i:i + 1]) for i, s in enumerate(full)]
-            for s in starts:
-                if s + n > t:
-                    items.append((s, self.net.model.embed_visual(v[s:t].unsqueeze(0))))
-            cache.windows[d] = sorted(items, key=lambda it: it[0])
+            cache.windows[d] = self._own_windows(v, d)
         if self.visual_context == "tiling":
             tiles = cache.windows.pop(self.tile_s)
             cache.clip = torch.cat([emb for _, emb in tiles], dim=1) if tiles else torch.zeros(1, 0, 128)
@@ -509,6 +508,21 @@ class ASDScorer:
                 n = d * VIDEO_FPS
                 cache.windows[d] = tiles if d == self.tile_s else [(s, cache.clip[:, s:min(s + n, t)]) for s in range(0, t, n)]
         return cache
+
+    def _own_windows(self, v: torch.Tensor, d: int) -> list[tuple[int, torch.Tensor]]:
+        """The consecutive windows of d seconds of faces v [T, 112, 112], each embedded on its own (the
+        full-length ones as one batch), as the reference demo does: [(start, emb [1, t, 128])]."""
+        t, n = len(v), d * VIDEO_FPS
+        starts = list(range(0, t, n))
+        full = [s for s in starts if s + n <= t]
+        items: list[tuple[int, torch.Tensor]] = []
+        if full:
+            emb = self.net.model.embed_visual(torch.stack([v[s:s + n] for s in full]))
+            items += [(s, emb[i:i + 1]) for i, s in enumerate(full)]
+        for s in starts:
+            if s + n > t:
+                items.append((s, self.net.model.embed_visual(v[s:t].unsqueeze(0))))
+        return sorted(items, key=lambda it: it[0])
 
     @torch.no_grad()
     def visual_scores(self, cache: VisualCache) -> np.ndarray:

@@ -95,3 +95,29 @@ def test_tiling_context_embeds_the_tile_windows_on_their_own_and_slices_the_rest
     sc = ASDScorer(net, windows_s=(1, 2, 3), visual_context="tiling")
     assert np.isfinite(sc.score_cached(til, feats)).all()
     assert np.isfinite(sc.score_cached(til, feats[: 4 * 100])[:100]).all()  # audio shorter: windows cut
+
+
+def test_clip_sync_context_slices_the_clip_pass_and_keeps_the_sync_windows_on_their_own():
+    net = _randomised(LRASD())
+    faces = torch.randint(0, 255, (130, 112, 112), dtype=torch.uint8).numpy()
+    win = ASDScorer(net, windows_s=(2,), visual_context="window").embed(faces)
+    clip = ASDScorer(net, windows_s=(1, 2, 3), visual_context="clip").embed(faces)
+    cs = ASDScorer(net, windows_s=(1, 2, 3), visual_context="clip_sync", tile_s=2).embed(faces)
+    # the sync head's 2 s windows are the window mode's, every other length is the clip mode's
+    assert [s for s, _ in cs.windows[2]] == [0, 50, 100]
+    for (_, a), (_, b) in zip(cs.windows[2], win.windows[2]):
+        assert torch.equal(a, b)
+    for d in (1, 3):
+        assert [s for s, _ in cs.windows[d]] == [s for s, _ in clip.windows[d]]
+        for (_, a), (_, b) in zip(cs.windows[d], clip.windows[d]):
+            assert torch.equal(a, b)
+    assert not torch.equal(cs.windows[2][1][1], clip.windows[2][1][1])  # own context differs from the clip's
+    feats = np.random.default_rng(0).normal(size=(4 * 130, 13)).astype(np.float32)
+    sc = ASDScorer(net, windows_s=(1, 2, 3), visual_context="clip_sync")
+    assert np.isfinite(sc.score_cached(cs, feats)).all()
+    # audio shorter: the cut 2 s window is re-embedded on its own, the others sliced from the clip pass
+    short = sc.score_cached(cs, feats[: 4 * 90])
+    assert np.isfinite(short[:90]).all() and np.isnan(short[90:]).all()
+    assert list(cs.cut) == [(50, 90)]
+    with pytest.raises(ValueError, match="tile_s"):
+        ASDScorer(net, windows_s=(1, 3), visual_context="clip_sync", tile_s=2)
