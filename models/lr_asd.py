@@ -491,8 +491,7 @@ class ASDScorer:
         if self.visual_context in ("clip", "clip_sync"):
             cache.clip = self.net.model.embed_visual_long(v)
             for d in self.windows_s:
-                n = d * VIDEO_FPS
-                cache.windows[d] = [(s, cache.clip[:, s:min(s + n, t)]) for s in range(0, t, n)]
+                cache.windows[d] = self._sliced(cache.clip, d)
             if self.visual_context == "clip_sync":
                 cache.windows[self.tile_s] = self._own_windows(v, self.tile_s)
                 cache.tile = self.tile_s
@@ -505,9 +504,14 @@ class ASDScorer:
             cache.clip = torch.cat([emb for _, emb in tiles], dim=1) if tiles else torch.zeros(1, 0, 128)
             cache.tile = self.tile_s
             for d in self.windows_s:
-                n = d * VIDEO_FPS
-                cache.windows[d] = tiles if d == self.tile_s else [(s, cache.clip[:, s:min(s + n, t)]) for s in range(0, t, n)]
+                cache.windows[d] = tiles if d == self.tile_s else self._sliced(cache.clip, d)
         return cache
+
+    @staticmethod
+    def _sliced(clip: torch.Tensor, d: int) -> list[tuple[int, torch.Tensor]]:
+        """The consecutive windows of d seconds cut from embeddings [1, T, 128] of the whole track."""
+        t, n = clip.shape[1], d * VIDEO_FPS
+        return [(s, clip[:, s:min(s + n, t)]) for s in range(0, t, n)]
 
     def _own_windows(self, v: torch.Tensor, d: int) -> list[tuple[int, torch.Tensor]]:
         """The consecutive windows of d seconds of faces v [T, 112, 112], each embedded on its own (the

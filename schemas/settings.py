@@ -344,6 +344,11 @@ class Settings(Section):
             # the conversation stage labels on LR-ASD's 25 fps input grid (operators.asd.ASD_FPS)
             raise ValueError(f"people.clip_fps={self.people.clip_fps}: the conversation stage labels frames on LR-ASD's "
                              "25 fps grid, so clips must be encoded at 25 fps while it runs")
+        c = self.conversation
+        if c.visual_context in ("tiling", "clip_sync") and c.sync_windows_s[0] not in c.windows_s:
+            # models.lr_asd.ASDScorer embeds the sync head's windows on their own as one of the window lengths
+            raise ValueError(f"conversation.visual_context={c.visual_context!r}: sync_windows_s[0]={c.sync_windows_s[0]} "
+                             f"must be one of conversation.windows_s {c.windows_s}")
         return self
 
     # ------------------------------------------------------------------ helpers

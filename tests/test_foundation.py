@@ -34,6 +34,15 @@ def test_config_values_are_validated_and_defaults_follow_the_paper(tmp_path):
     assert s.references.frontal_min_deg == 155.0 and s.references.rear_max_deg == 45.0
 
 
+def test_sync_windows_must_be_window_lengths_when_embedded_on_their_own(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("conversation:\n  windows_s: [1, 3]\n  sync_windows_s: [2]\n")
+    with pytest.raises(ConfigError, match="sync_windows_s"):
+        load_settings(p)
+    p.write_text("conversation:\n  windows_s: [1, 3]\n  sync_windows_s: [2]\n  visual_context: window\n")
+    assert load_settings(p).conversation.visual_context == "window"
+
+
 def test_example_configs_load():
     for p in sorted((REPO / "jobs" / "configs").glob("*.yaml")):
         load_settings(p)
